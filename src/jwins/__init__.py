@@ -1,0 +1,12 @@
+"""jwins: communication-efficient, fully decentralized learning.
+
+>>> import jwins
+>>> result = jwins.run(jwins.load_config(overrides=["rounds=2", "nodes=4"]))  # doctest: +SKIP
+"""
+from .config import Config, load as load_config
+from .errors import CheckpointError, ConfigError, DataError, JwinsError, PeerError, TopologyError, WireError
+from .experiment import Result, run
+
+__version__ = "0.1.0"
+__all__ = ["CheckpointError", "Config", "ConfigError", "DataError", "JwinsError", "PeerError", "Result",
+           "TopologyError", "WireError", "load_config", "run"]

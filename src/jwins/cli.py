@@ -1,0 +1,102 @@
+"""The ``jwins`` command line. Every command is a thin wrapper over the Python API."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import JwinsError
+
+SHORT_FLAGS = {"nodes": "nodes", "rounds": "rounds", "seed": "seed", "dataset": "data.name",
+               "algorithm": "sharing.algorithm", "out": "out", "workers": "engine.workers"}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="TOML config file, or a run directory / its config.json")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set topology.degree=6 --set sharing.alphas=[0.1,1.0]")
+    p.add_argument("--nodes", type=int, help="number of nodes")
+    p.add_argument("--rounds", type=int, help="number of rounds")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--dataset", help="dataset (data.name)")
+    p.add_argument("--algorithm", help="sharing algorithm: full, subsample, topk, choco, jwins, local")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from(args: argparse.Namespace):
+    from . import config
+
+    overrides = list(args.overrides)
+    for flag, key in SHORT_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}" if not isinstance(value, str) else f'{key}={_quote(value)}')
+    return config.load(args.config, overrides)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import format_summary, run
+
+    cfg = _config_from(args)
+    result = run(cfg, quiet=args.quiet)
+    print(format_summary(result.summary))
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import datasets
+
+    if args.action == "list":
+        for entry in datasets.describe():
+            where = entry.get("path") or ", ".join(str(p) for p in entry.get("searched", []))
+            status = "found" if entry.get("found") else "missing"
+            print(f"{entry['name']:<14} {status:<8} {where}")
+        return 0
+    from .data import download
+
+    path = download.download(args.name, args.root or Path.home() / ".cache" / "jwins" / args.name,
+                             progress=not args.quiet)
+    print(f"{args.name} is in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jwins", description="Communication-efficient decentralized learning.")
+    sub = parser.add_subparsers(dest="command", required=False)
+    p_run = sub.add_parser("run", help="run one experiment (default: digits, 16 nodes, full sharing)")
+    _add_config_args(p_run)
+    p_run.set_defaults(func=cmd_run)
+    p_data = sub.add_parser("data", help="list datasets, or download one (needs internet)")
+    data_sub = p_data.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("list", help="where each dataset was found, or where it is looked for")
+    p_dl = data_sub.add_parser("download", help="download a dataset")
+    p_dl.add_argument("name")
+    p_dl.add_argument("--root", help="directory to put it in (default ~/.cache/jwins/NAME)")
+    p_dl.add_argument("--quiet", action="store_true")
+    p_data.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        return args.func(args)
+    except JwinsError as e:
+        print(f"jwins: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jwins: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The contract every sharing algorithm implements, and the fill-in averaging all of them use.
+
+A sharing algorithm serves all nodes hosted by a process at once. Its state is an explicit value (a
+NamedTuple of [N, D] tensors and per-node arrays), never hidden in attributes, so that a checkpoint is the
+state plus ``params``, and so that hosting nodes in one process or many cannot change the numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..wire.message import Message
+
+Inbox = dict[int, list[Message]]  # receiver's global id -> decoded messages of its in-neighbours, by sender
+
+
+class Sharing(Protocol):
+    """``init`` once, then every round ``prepare`` (what to send) and ``merge`` (what to do with the inbox)."""
+
+    def init(self, params: Tensor, nodes: list[int]) -> Any: ...
+
+    def prepare(self, state: Any, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], Any]: ...
+
+    def merge(self, state: Any, params: Tensor, inbox: Inbox, mixing: Mixing) -> tuple[Tensor, Any]: ...
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """Metropolis-Hastings weights of the whole graph, and which nodes this process hosts (row order)."""
+
+    weights: np.ndarray  # [N_world, N_world], doubly stochastic
+    nodes: tuple[int, ...]
+
+    def received(self, node: int, senders: list[int]) -> tuple[float, np.ndarray]:
+        """(self weight, weights of ``senders``) for a receiver, renormalised over the messages that arrived.
+
+        If a neighbour's message is missing (loss, offline sender), the receiver divides its remaining weights
+        by their sum, so they still add up to one.
+        """
+        row = self.weights[node]
+        w = row[senders] if senders else np.zeros(0)
+        total = row[node] + w.sum()
+        return float(row[node] / total), w / total
+
+
+def transform_inbox(inbox: Inbox, mixing: Mixing) -> list[list[tuple[float, Message]]]:
+    """For each hosted row, the (weight, message) pairs of its inbox, in sender order."""
+    out = []
+    for node in mixing.nodes:
+        messages = inbox.get(node, [])
+        _, w = mixing.received(node, [m.sender for m in messages])
+        out.append(list(zip(w.tolist(), messages)))
+    return out
+
+
+def _as_tensor(a: np.ndarray, like: Tensor) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).to(like.device)
+
+
+def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
+    """Metropolis-Hastings average where missing coefficients are filled with the receiver's own.
+
+    For receiver i with (transformed) vector z_i and message j carrying values v_j at indices S_j:
+    ``y_i = w_ii z_i + sum_j w_ij fill_j(z_i)`` with ``fill_j(z_i)`` = z_i with positions S_j set to v_j,
+    computed as ``z_i + sum_j w_ij (v_j - z_i[S_j])`` scattered at S_j, in sender order. Dense messages are the
+    case S_j = everything, and then this is plain D-PSGD averaging. Returns a new [N, D] tensor.
+    """
+    y = z.clone()
+    for row, pairs in enumerate(transform_inbox(inbox, mixing)):
+        zi, yi = z[row], y[row]
+        for w, m in pairs:
+            v = _as_tensor(m.values, z)
+            if m.indices is None:
+                yi.add_(v - zi, alpha=w)
+            else:
+                idx = _as_tensor(m.indices, z)
+                yi.index_add_(0, idx, v - zi[idx], alpha=w)
+    return y
+
+
+def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
+    """``target_i += sum_j w_ij q_j`` for sparse or dense messages q_j (CHOCO's neighbour sum). In place."""
+    for row, pairs in enumerate(transform_inbox(inbox, mixing)):
+        ti = target[row]
+        for w, m in pairs:
+            v = _as_tensor(m.values, target)
+            if m.indices is None:
+                ti.add_(v, alpha=w)
+            else:
+                ti.index_add_(0, _as_tensor(m.indices, target), v, alpha=w)
+    return target
+
+
+def self_weights(inbox: Inbox, mixing: Mixing, like: Tensor) -> Tensor:
+    """[N, 1] the self weight w_ii of each hosted row, renormalised over what arrived."""
+    w = [mixing.received(node, [m.sender for m in inbox.get(node, [])])[0] for node in mixing.nodes]
+    return torch.tensor(w, dtype=like.dtype, device=like.device).unsqueeze(1)
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def dense_messages(params: Tensor, nodes: list[int], round: int, extra: dict | None = None) -> list[Message]:
+    values = to_numpy(params)
+    return [Message(sender=node, round=round, dim=values.shape[1], indices=None, values=values[i],
+                    extra=dict(extra or {})) for i, node in enumerate(nodes)]

@@ -1,0 +1,138 @@
+"""Local training of all hosted nodes, and batched evaluation.
+
+Each node samples its mini-batches from its own partition with a stream keyed by (seed, node, round), so
+the batches do not depend on which process hosts the node. The SGD update (lr, momentum, weight decay, as
+``torch.optim.SGD``) is applied to the whole [N, D] matrix at once; gradients come from a per-node loop
+(fastest on CPU) or from ``torch.func.vmap`` over nodes (``train.method = "vmap"``, for GPUs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import rng
+from .flat import FlatModel
+
+
+def loss_fn(task: str):
+    return F.cross_entropy if task == "classification" else (lambda out, y: F.mse_loss(out, y))
+
+
+def batch_indices(part: np.ndarray, *, seed: int, node: int, round: int, steps: int, batch_size: int
+                  ) -> np.ndarray:
+    """[steps, batch_size] sample ids for one node and round: a shuffled pass over the node's data, wrapping
+    into a fresh shuffle when the round needs more samples than the node holds."""
+    g = rng.stream(seed, "batches", node, round)
+    need = steps * batch_size
+    if len(part) >= need:
+        chosen = part[g.permutation(len(part))[:need]]
+    else:
+        reps = -(-need // len(part))
+        chosen = np.concatenate([part[g.permutation(len(part))] for _ in range(reps)])[:need]
+    return chosen.reshape(steps, batch_size)
+
+
+@dataclass
+class TrainState:
+    momentum: Tensor | None  # [N, D] SGD momentum buffers, or None without momentum
+
+
+class Trainer:
+    """Runs ``local_steps`` SGD steps on every active hosted node."""
+
+    def __init__(self, flat: FlatModel, train_x: Tensor, train_y: Tensor, parts: list[np.ndarray],
+                 nodes: list[int], *, task: str, seed: int, local_steps: int, batch_size: int, lr: float,
+                 momentum: float = 0.0, weight_decay: float = 0.0, method: str = "loop"):
+        self.flat, self.train_x, self.train_y = flat, train_x, train_y
+        self.parts, self.nodes = parts, nodes
+        self.loss = loss_fn(task)
+        self.seed, self.steps, self.batch_size = seed, local_steps, batch_size
+        self.lr, self.momentum, self.weight_decay, self.method = lr, momentum, weight_decay, method
+        if method == "vmap":
+            def one(row, x, y):
+                return self.loss(self.flat(row, x), y)
+            self._vgrad = torch.func.vmap(torch.func.grad_and_value(one))
+
+    def init(self, params: Tensor) -> TrainState:
+        return TrainState(torch.zeros_like(params) if self.momentum > 0 else None)
+
+    def round(self, state: TrainState, params: Tensor, round: int, active: np.ndarray | None = None
+              ) -> tuple[Tensor, np.ndarray]:
+        """Train in place; return the mean training loss per node over its steps (NaN for inactive nodes)."""
+        n = params.shape[0]
+        active = np.ones(n, dtype=bool) if active is None else active
+        losses = np.full(n, np.nan)
+        if self.steps == 0 or not active.any():
+            return params, losses
+        rows = np.flatnonzero(active)
+        ids = np.stack([batch_indices(self.parts[r], seed=self.seed, node=self.nodes[r], round=round,
+                                      steps=self.steps, batch_size=self.batch_size) for r in rows])
+        ids_t = torch.from_numpy(ids)
+        rows_t = torch.from_numpy(rows).to(params.device)
+        grads = torch.zeros(len(rows), params.shape[1], device=params.device)
+        total = np.zeros(len(rows))
+        for step in range(self.steps):
+            if self.method == "vmap":
+                x = self.train_x[ids_t[:, step]].to(params.device)
+                y = self.train_y[ids_t[:, step]].to(params.device)
+                g, value = self._vgrad(params[rows_t], x, y)
+                grads.copy_(g)
+                total += value.detach().cpu().numpy()
+            else:
+                for j, r in enumerate(rows):
+                    batch = ids_t[j, step]
+                    x = self.train_x[batch].to(params.device)
+                    y = self.train_y[batch].to(params.device)
+                    row = params[r].detach().requires_grad_(True)
+                    value = self.loss(self.flat(row, x), y)
+                    (g,) = torch.autograd.grad(value, row)
+                    grads[j] = g
+                    total[j] += float(value)
+            self._update(state, params, rows_t, grads, all_rows=len(rows) == n)
+        losses[rows] = total / self.steps
+        return params, losses
+
+    @torch.no_grad()
+    def _update(self, state: TrainState, params: Tensor, rows: Tensor, grads: Tensor, *, all_rows: bool):
+        if self.weight_decay:
+            grads.add_(params[rows] if not all_rows else params, alpha=self.weight_decay)
+        if state.momentum is not None:
+            if all_rows:
+                state.momentum.mul_(self.momentum).add_(grads)
+                grads = state.momentum
+            else:
+                buf = state.momentum[rows].mul_(self.momentum).add_(grads)
+                state.momentum[rows] = buf
+                grads = buf
+        if all_rows:
+            params.sub_(grads, alpha=self.lr)
+        else:
+            params[rows] = params[rows] - self.lr * grads
+
+
+@torch.inference_mode()
+def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *, task: str,
+             batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-node (metric, loss) on a test set: accuracy for classification, RMSE for regression."""
+    n = params.shape[0]
+    metric, loss = np.zeros(n), np.zeros(n)
+    count = len(test_y)
+    for i in range(n):
+        correct = 0.0
+        total_loss = 0.0
+        for start in range(0, count, batch_size):
+            x = test_x[start:start + batch_size].to(params.device)
+            y = test_y[start:start + batch_size].to(params.device)
+            out = flat(params[i], x)
+            if task == "classification":
+                total_loss += float(F.cross_entropy(out, y, reduction="sum"))
+                correct += float((out.argmax(1) == y).sum())
+            else:
+                total_loss += float(F.mse_loss(out, y, reduction="sum"))
+        loss[i] = total_loss / count
+        metric[i] = correct / count if task == "classification" else np.sqrt(loss[i])
+    return metric, loss
