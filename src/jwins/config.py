@@ -118,6 +118,7 @@ class SharingConfig:
     metadata_cap: float = 0.5     # alpha >= cap: send the whole model densely
     accumulation: bool = True     # rank by change accumulated since last shared (topk, jwins)
     accumulate_averaging: bool = True  # count the changes made by averaging too (reference default)
+    selection: str = "change"     # topk, jwins: rank by accumulated change, or by value (ablation)
     gamma: float = 0.5            # choco: consensus step size
     compressor: str = "topk"      # choco: topk | randomk
 
@@ -131,6 +132,7 @@ class SharingConfig:
         _check(0 < self.metadata_cap <= 1, f"sharing.metadata_cap = {self.metadata_cap} must be in (0, 1]")
         _check(0 < self.gamma <= 1, f"sharing.gamma = {self.gamma} must be in (0, 1]")
         _choice("sharing.", "compressor", self.compressor, COMPRESSORS)
+        _choice("sharing.", "selection", self.selection, ("change", "value"))
         if self.transform == "wavelet":
             import pywt
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from ..config import SharingConfig
 from .base import Inbox, Mixing, Sharing, fill_in_average
+from .choco import choco
 from .full import full, local
+from .jwins import jwins
+from .subsample import subsample
+from .topk import PartialModel, topk
 
 
 def _full(cfg: SharingConfig) -> Sharing:
@@ -16,7 +20,29 @@ def _local(cfg: SharingConfig) -> Sharing:
     return local()
 
 
-SHARING = {"full": _full, "local": _local}
+def _topk(cfg: SharingConfig) -> Sharing:
+    return PartialModel(alphas=(cfg.alpha,), metadata_cap=cfg.metadata_cap, accumulation=cfg.accumulation,
+                        accumulate_averaging=cfg.accumulate_averaging, selection=cfg.selection)
+
+
+def _jwins(cfg: SharingConfig) -> Sharing:
+    from ..transforms import from_config
+
+    return jwins(transform=from_config(cfg.transform, wavelet_name=cfg.wavelet, level=cfg.level),
+                 alphas=cfg.alphas, metadata_cap=cfg.metadata_cap, accumulation=cfg.accumulation,
+                 accumulate_averaging=cfg.accumulate_averaging, selection=cfg.selection)
+
+
+def _choco(cfg: SharingConfig) -> Sharing:
+    return choco(alpha=cfg.alpha, gamma=cfg.gamma, compressor=cfg.compressor, metadata_cap=cfg.metadata_cap)
+
+
+def _subsample(cfg: SharingConfig) -> Sharing:
+    return subsample(alpha=cfg.alpha, metadata_cap=cfg.metadata_cap)
+
+
+SHARING = {"full": _full, "subsample": _subsample, "topk": _topk, "choco": _choco, "jwins": _jwins,
+           "local": _local}
 
 
 def make_sharing(cfg: SharingConfig) -> Sharing:

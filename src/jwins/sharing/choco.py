@@ -1,0 +1,74 @@
+"""CHOCO-SGD (Koloskova, Stich, Jaggi 2019, Algorithm 2), in its memory-efficient form.
+
+Each node keeps its public copy x_hat_i and s_i = sum_j w_ij x_hat_j over its neighbours and itself, both
+initially 0. After training: q_i = C(x_i - x_hat_i) with C = top-k or random-k (fraction alpha); send q_i;
+x_hat_i += q_i; s_i += w_ii q_i + sum_j w_ij q_j; x_i += gamma (s_i - x_hat_i). This equals the textbook form
+that stores every neighbour's x_hat_j. A lost message leaves the receiver's s_i permanently out of step with
+the sender's x_hat_j: CHOCO-SGD assumes reliable links.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..wire.message import Message
+from .base import Inbox, Mixing, self_weights, to_numpy, weighted_sum
+from .topk import count, top_k_mask
+
+
+class ChocoState(NamedTuple):
+    nodes: tuple[int, ...]
+    public: Tensor        # [N, D] x_hat_i
+    neighbour_sum: Tensor  # [N, D] s_i
+    # between prepare and merge of one round:
+    q: Tensor | None = None  # [N, D] this round's compressed difference (zeros where not sent)
+
+
+class Choco:
+    def __init__(self, *, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",
+                 metadata_cap: float = 1.0):
+        if compressor not in ("topk", "randomk"):
+            raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
+        self.alpha, self.gamma, self.compressor, self.metadata_cap = float(alpha), gamma, compressor, metadata_cap
+
+    def init(self, params: Tensor, nodes: list[int]) -> ChocoState:
+        return ChocoState(tuple(nodes), torch.zeros_like(params), torch.zeros_like(params))
+
+    def prepare(self, state: ChocoState, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], ChocoState]:
+        diff = params - state.public
+        n, dim = diff.shape
+        dense = self.alpha >= self.metadata_cap
+        k = dim if dense else count(self.alpha, dim)
+        if self.compressor == "topk" or dense:
+            mask = top_k_mask(diff.abs(), np.full(n, k))
+        else:
+            mask = torch.zeros(n, dim, dtype=torch.bool)
+            for i, g in enumerate(rngs):
+                mask[i, torch.from_numpy(g.choice(dim, size=k, replace=False))] = True
+            mask = mask.to(diff.device)
+        q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
+        values = to_numpy(diff)
+        mask_np = mask.cpu().numpy()
+        messages = []
+        for i, node in enumerate(state.nodes):
+            if dense:
+                messages.append(Message(node, round, dim, None, values[i]))
+            else:
+                idx = np.flatnonzero(mask_np[i])
+                messages.append(Message(node, round, dim, idx, values[i, idx]))
+        return messages, state._replace(public=state.public + q, q=q)
+
+    def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing
+              ) -> tuple[Tensor, ChocoState]:
+        s = state.neighbour_sum + self_weights(inbox, mixing, params) * state.q
+        s = weighted_sum(s, inbox, mixing)
+        new = params + self.gamma * (s - state.public)
+        return new, ChocoState(state.nodes, state.public, s)
+
+
+def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", metadata_cap: float = 1.0) -> Choco:
+    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, metadata_cap=metadata_cap)

@@ -1,0 +1,54 @@
+"""Random subsampling (reference: SubSampling): each node sends a random fraction alpha of its parameters.
+
+The mask is drawn from a seed that comes from the node's sharing stream for this round; only the seed and
+alpha travel (wire index codec ``seed``) and the receiver regenerates the indices with
+:func:`jwins.wire.seeded_indices`. Receivers fill the rest with their own values. alpha >= metadata_cap
+sends the whole model.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from torch import Tensor
+
+from ..wire import seeded_indices
+from ..wire.message import Message
+from .base import Inbox, Mixing, dense_messages, fill_in_average, to_numpy
+
+
+class SubsampleState(NamedTuple):
+    nodes: tuple[int, ...]
+
+
+class Subsample:
+    index_codec = "seed"  # the seed travels instead of the indices
+
+    def __init__(self, *, alpha: float = 0.1, metadata_cap: float = 0.5):
+        self.alpha, self.metadata_cap = float(alpha), metadata_cap
+
+    def init(self, params: Tensor, nodes: list[int]) -> SubsampleState:
+        del params
+        return SubsampleState(tuple(nodes))
+
+    def prepare(self, state: SubsampleState, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], SubsampleState]:
+        if self.alpha >= self.metadata_cap:
+            return dense_messages(params, list(state.nodes), round), state
+        values = to_numpy(params)
+        dim = values.shape[1]
+        messages = []
+        for i, (node, g) in enumerate(zip(state.nodes, rngs)):
+            seed = int(g.integers(0, 2**53))
+            idx = seeded_indices(seed, dim, self.alpha)
+            messages.append(Message(node, round, dim, idx, values[i, idx],
+                                    extra={"mask_seed": float(seed), "alpha": self.alpha}))
+        return messages, state
+
+    def merge(self, state: SubsampleState, params: Tensor, inbox: Inbox, mixing: Mixing
+              ) -> tuple[Tensor, SubsampleState]:
+        return fill_in_average(params, inbox, mixing), state
+
+
+def subsample(*, alpha: float = 0.1, metadata_cap: float = 0.5) -> Subsample:
+    return Subsample(alpha=alpha, metadata_cap=metadata_cap)

@@ -1,0 +1,145 @@
+"""TopK partial-model sharing with accumulated change, in any transform domain.
+
+This is the selector JWINS is assembled from (``jwins.py`` passes a wavelet transform and a list of alphas);
+with the identity transform and one alpha it is the TopK baseline of the reference (PartialModel).
+
+Per node, with W the transform, x the post-training model, ``reference`` = W x_prev (x_prev: the model right
+after the previous averaging, initially the initial model) and ``accumulated`` = A (initially 0):
+
+* ``accumulate_averaging`` (the reference's accumulate_averaging_changes=True, used by every JWINS config):
+  score = (W x - W x_prev) + A; select S = top round(alpha * D') of |score|; A[S] = 0; send (W x)[S];
+  after averaging to x_new: A += W x_new - W x_prev; x_prev = x_new.
+* ``accumulation`` without averaging changes: A += W x - W x_prev; score = A; A[S] = 0; x_prev = x_new.
+* no ``accumulation``: score = W x - W x_prev (this round's change only).
+* ``selection = "value"``: score = W x (rank by magnitude, not by change; the paper's ablation).
+
+If alpha >= ``metadata_cap`` the whole of W x is sent densely and A is reset to 0. Ties in |score| are
+broken towards the lower index, so the selection is a function of the scores alone. Receivers fill missing
+coefficients with their own (W x), average with Metropolis-Hastings weights and invert the transform.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..transforms import Transform, identity
+from ..wire.message import Message
+from .base import Inbox, Mixing, fill_in_average, to_numpy
+
+
+def top_k_mask(scores: Tensor, ks: np.ndarray) -> Tensor:
+    """[N, D] boolean mask of the ks[i] largest entries of each row of ``scores`` (ties: lower index first).
+
+    Rows with the same k are handled together, so the cost is a handful of vectorised partitions.
+    """
+    n, d = scores.shape
+    mask = torch.zeros(n, d, dtype=torch.bool, device=scores.device)
+    for k in np.unique(ks):
+        rows = torch.from_numpy(np.flatnonzero(ks == k)).to(scores.device)
+        k = int(k)
+        if k <= 0:
+            continue
+        if k >= d:
+            mask[rows] = True
+            continue
+        s = scores[rows]
+        threshold = torch.kthvalue(s, d - k + 1, dim=1, keepdim=True).values  # the k-th largest per row
+        above = s > threshold
+        ties = s == threshold
+        room = k - above.sum(1, keepdim=True)
+        mask[rows] = above | (ties & (torch.cumsum(ties, 1) <= room))
+    return mask
+
+
+def count(alpha: float, dim: int) -> int:
+    """Number of coefficients sent for a fraction alpha: round(alpha * dim), as the reference."""
+    return int(round(alpha * dim))
+
+
+class PartialState(NamedTuple):
+    nodes: tuple[int, ...]
+    reference: Tensor        # [N, D'] W x_prev: the transformed model right after the previous averaging
+    accumulated: Tensor      # [N, D'] A: change not yet shared
+    # between prepare and merge of one round (None at round boundaries, hence not in checkpoints):
+    coeffs: Tensor | None = None    # [N, D'] W x of the post-training model
+    shared: Tensor | None = None    # [N, D'] bool, what each node sent
+
+
+class PartialModel:
+    """Top-k sharing of accumulated change in a transform domain, with alpha drawn from ``alphas``."""
+
+    def __init__(self, *, transform: Transform | None = None, alphas: tuple[float, ...] = (0.1,),
+                 metadata_cap: float = 0.5, accumulation: bool = True, accumulate_averaging: bool = True,
+                 selection: str = "change"):
+        if selection not in ("change", "value"):
+            raise ValueError(f"selection = {selection!r}; choose change or value")
+        if not alphas or not all(0 < a <= 1 for a in alphas):
+            raise ValueError(f"alphas = {alphas} must be fractions in (0, 1]")
+        self.transform = transform or identity()
+        self.alphas = tuple(float(a) for a in alphas)
+        self.metadata_cap = metadata_cap
+        self.accumulation = accumulation
+        self.accumulate_averaging = accumulate_averaging
+        self.selection = selection
+
+    def init(self, params: Tensor, nodes: list[int]) -> PartialState:
+        z = self.transform.forward(params)
+        return PartialState(tuple(nodes), z, torch.zeros_like(z))
+
+    def draw_alphas(self, rngs: list[np.random.Generator]) -> np.ndarray:
+        """Each node's alpha this round: the randomized communication cut-off (one draw per node)."""
+        if len(self.alphas) == 1:
+            return np.full(len(rngs), self.alphas[0])
+        return np.array([self.alphas[g.integers(len(self.alphas))] for g in rngs])
+
+    def prepare(self, state: PartialState, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], PartialState]:
+        z = self.transform.forward(params)
+        acc = state.accumulated
+        change = z - state.reference
+        if self.selection == "value":
+            score = z
+        elif not self.accumulation:
+            score = change
+        elif self.accumulate_averaging:
+            score = change + acc
+        else:
+            acc = acc + change
+            score = acc
+        alphas = self.draw_alphas(rngs)
+        dim = z.shape[1]
+        dense = alphas >= self.metadata_cap
+        ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)])
+        mask = top_k_mask(score.abs(), ks)
+        acc = acc.masked_fill(mask, 0.0)
+        values = to_numpy(z)
+        mask_np = mask.cpu().numpy()
+        messages = []
+        for i, node in enumerate(state.nodes):
+            if dense[i]:
+                messages.append(Message(node, round, dim, None, values[i]))
+            else:
+                idx = np.flatnonzero(mask_np[i])
+                messages.append(Message(node, round, dim, idx, values[i, idx]))
+        return messages, state._replace(accumulated=acc, coeffs=z, shared=mask)
+
+    def merge(self, state: PartialState, params: Tensor, inbox: Inbox, mixing: Mixing
+              ) -> tuple[Tensor, PartialState]:
+        z = state.coeffs if state.coeffs is not None else self.transform.forward(params)
+        y = fill_in_average(z, inbox, mixing)
+        new = self.transform.inverse(y, params.shape[1])
+        z_new = self.transform.forward(new)
+        acc = state.accumulated
+        if self.accumulation and self.accumulate_averaging:
+            acc = acc + (z_new - state.reference)
+        return new, PartialState(state.nodes, z_new, acc)
+
+
+def topk(*, alpha: float = 0.1, metadata_cap: float = 0.5, accumulation: bool = True,
+         accumulate_averaging: bool = True) -> PartialModel:
+    """TopK sharing of parameters (no transform) with a fixed fraction ``alpha``."""
+    return PartialModel(alphas=(alpha,), metadata_cap=metadata_cap, accumulation=accumulation,
+                        accumulate_averaging=accumulate_averaging)
