@@ -5,6 +5,7 @@ Engines differ only in which nodes a process hosts and how bytes travel.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -12,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -129,11 +130,11 @@ class _Timer:
         return _Ctx()
 
 
-def _encode_all(messages, config: Config, round: int) -> dict[int, bytes]:
+def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, bytes]:
     out = {}
     for m in messages:
         try:
-            out[m.sender] = wire.encode(m, index_codec=config.wire.index_codec, value_codec=config.wire.value_codec)
+            out[m.sender] = wire.encode(m, index_codec=index_codec, value_codec=value_codec)
         except ValueError as e:
             if "NaN" in str(e) or "inf" in str(e):
                 raise JwinsError(f"node {m.sender}'s model is not finite in round {round} (training diverged): "
@@ -164,6 +165,49 @@ def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim
     return inbox
 
 
+class Exchanged(NamedTuple):
+    params: torch.Tensor     # [N, D] after averaging
+    state: Any               # the sharing state after the round
+    messages: list           # what the hosted nodes sent (before encoding)
+    payloads: dict[int, bytes]
+    sent: np.ndarray         # [N, 4] bytes sent per hosted node over all its links: total, header, indices, values
+    alphas: np.ndarray       # [N] fraction of coefficients each hosted node sent (NaN if it sent nothing)
+
+
+class _NoTimer:
+    def __call__(self, phase: str):
+        return contextlib.nullcontext()
+
+
+def communicate(sharing, state, params: torch.Tensor, round: int, *, seed: int, graph: topology.Graph,
+                mixing: Mixing, transport, wire_config=None, timer=None) -> Exchanged:
+    """One round of communication for the hosted nodes: prepare, encode, exchange, decode, merge."""
+    timer = timer or _NoTimer()
+    wire_config = wire_config or config_mod.WireConfig()
+    nodes = list(mixing.nodes)
+    with timer("prepare"):
+        rngs = [rng.stream(seed, "sharing", node, round) for node in nodes]
+        messages, state = sharing.prepare(state, params, round, rngs)
+    with timer("encode"):
+        index_codec = getattr(sharing, "index_codec", None) or wire_config.index_codec
+        payloads = _encode_all(messages, index_codec, wire_config.value_codec, round)
+    sent = np.zeros((len(nodes), 4))
+    alphas = np.full(len(nodes), np.nan)
+    row_of = {node: i for i, node in enumerate(nodes)}
+    for m in messages:
+        i, data = row_of[m.sender], payloads[m.sender]
+        lay = wire.layout(data)
+        sent[i] = np.array([len(data), lay.header_bytes, lay.index_bytes, lay.value_bytes]) * graph.degree(m.sender)
+        alphas[i] = 1.0 if m.indices is None else m.k / m.dim
+    with timer("exchange"):
+        raw = transport.exchange(payloads, graph, round)
+    with timer("decode"):
+        inbox = _decode_inbox(raw, nodes, params.shape[1], round)
+    with timer("merge"):
+        params, state = sharing.merge(state, params, inbox, mixing)
+    return Exchanged(params, state, messages, payloads, sent, alphas)
+
+
 def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path | None = None,
         write: bool = True) -> Result:
     """Run one experiment and return its :class:`Result`.
@@ -184,7 +228,6 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
                       method=config.train.method)
     train_state = trainer.init(params)
     share_state = sharing.init(params, world.nodes)
-    degrees = world.graph.degrees
     hosted = np.asarray(world.nodes)
     eval_rows = np.flatnonzero(np.isin(hosted, world.eval_nodes))
     metric_name = "accuracy" if world.dataset.task == "classification" else "rmse"
@@ -207,27 +250,12 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
             round_start = time.perf_counter()
             with timer("train"):
                 params, losses = trainer.round(train_state, params, r)
-            with timer("prepare"):
-                rngs = [rng.stream(config.seed, "sharing", node, r) for node in world.nodes]
-                messages, share_state = sharing.prepare(share_state, params, r, rngs)
-            with timer("encode"):
-                payloads = _encode_all(messages, config, r)
-            sent = np.zeros((len(hosted), 4))  # total, header, indices, values (per node, over all its links)
-            alphas = np.full(len(hosted), np.nan)
-            row_of = {node: i for i, node in enumerate(world.nodes)}
-            for m in messages:
-                i = row_of[m.sender]
-                lay = wire.layout(payloads[m.sender])
-                d = degrees[m.sender]
-                sent[i] = (len(payloads[m.sender]) * d, lay.header_bytes * d, lay.index_bytes * d,
-                           lay.value_bytes * d)
-                alphas[i] = m.extra.get("alpha", np.nan)
-            with timer("exchange"):
-                raw = engine.transport.exchange(payloads, world.graph, r)
-            with timer("decode"):
-                inbox = _decode_inbox(raw, world.nodes, world.flat.dim, r) if payloads or raw else {}
-            with timer("merge"):
-                params, share_state = sharing.merge(share_state, params, inbox, world.mixing)
+            exchanged = communicate(sharing, share_state, params, r, seed=config.seed, graph=world.graph,
+                                    mixing=world.mixing, transport=engine.transport, wire_config=config.wire,
+                                    timer=timer)
+            params, share_state = exchanged.params, exchanged.state
+            sent = exchanged.sent
+            alphas = exchanged.alphas
             evaluate_now = (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds
             acc = loss = None
             if evaluate_now:

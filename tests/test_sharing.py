@@ -1,0 +1,201 @@
+"""The vectorised sharing algorithms against the slow per-node references, and their contract."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jwins import topology
+from jwins.engine.local import LocalTransport
+from jwins.experiment import communicate
+from jwins.config import WireConfig
+from jwins.sharing import SHARING, Mixing, choco, full, jwins, subsample, topk
+from jwins.sharing.topk import PartialModel, top_k_mask
+from jwins.transforms import identity, wavelet
+
+import reference_sharing as ref
+
+SEED = 7
+
+
+def _setup(num_nodes: int, degree: int, dim: int, *, seed: int = 0):
+    graph = topology.regular(num_nodes, degree, seed=seed)
+    neighbors = [list(nb) for nb in graph.neighbors]
+    g = np.random.default_rng(seed)
+    x0 = g.normal(size=(num_nodes, dim)).astype(np.float32)
+    return graph, neighbors, x0
+
+
+def _train(x: np.ndarray, t: int) -> np.ndarray:
+    """A stand-in for local training: a seeded perturbation of every node's parameters."""
+    g = np.random.default_rng(1000 + t)
+    return (x + 0.05 * g.normal(size=x.shape)).astype(np.float32)
+
+
+def _run_both(sharing, reference, graph, neighbors, x0, rounds, *, index_codec="elias-gamma",
+              value_codec="float32"):
+    n = len(x0)
+    mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(n)))
+    params = torch.from_numpy(x0.copy())
+    state = sharing.init(params, list(range(n)))
+    xs = [row.copy() for row in x0]
+    transport = LocalTransport()
+    for t in range(rounds):
+        trained = _train(params.numpy(), t)
+        params = torch.from_numpy(trained)
+        out = communicate(sharing, state, params, t, seed=SEED, graph=graph, mixing=mixing, transport=transport,
+                          wire_config=WireConfig(index_codec=index_codec, value_codec=value_codec))
+        params, state = out.params, out.state
+        xs, ref_messages = reference.round([row for row in _train(np.stack(xs), t)], t)
+        np.testing.assert_allclose(params.numpy(), np.stack(xs), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"round {t}: parameters differ from the reference")
+        codec = getattr(sharing, "index_codec", None) or index_codec
+        ref_bytes = ref.encoded_bytes(ref_messages, neighbors, index_codec=codec, value_codec=value_codec)
+        np.testing.assert_array_equal(out.sent[:, 0], ref_bytes, err_msg=f"round {t}: byte counts differ")
+        # keep both sides on exactly the same numbers so that selections stay comparable round after round
+        xs = [row.copy() for row in params.numpy()]
+    return params, state
+
+
+GRAPHS = [(8, 3), (10, 4), (12, 6)]
+
+
+@pytest.mark.parametrize("num_nodes,degree", GRAPHS)
+def test_full_equals_reference(num_nodes, degree):
+    graph, neighbors, x0 = _setup(num_nodes, degree, 64)
+    _run_both(full(), ref.RefFull(x0, neighbors, seed=SEED), graph, neighbors, x0, 3)
+
+
+@pytest.mark.parametrize("num_nodes,degree", GRAPHS)
+@pytest.mark.parametrize("alpha", [0.05, 0.2, 0.45, 0.7])
+def test_subsample_equals_reference(num_nodes, degree, alpha):
+    graph, neighbors, x0 = _setup(num_nodes, degree, 301)
+    _run_both(subsample(alpha=alpha), ref.RefSubsample(x0, neighbors, seed=SEED, alpha=alpha),
+              graph, neighbors, x0, 3)
+
+
+@pytest.mark.parametrize("num_nodes,degree", GRAPHS)
+@pytest.mark.parametrize("alpha", [0.1, 0.3])
+@pytest.mark.parametrize("accumulation,acc_avg", [(True, True), (True, False), (False, False)])
+def test_topk_equals_reference(num_nodes, degree, alpha, accumulation, acc_avg):
+    graph, neighbors, x0 = _setup(num_nodes, degree, 257)
+    sharing = topk(alpha=alpha, accumulation=accumulation, accumulate_averaging=acc_avg)
+    reference = ref.RefPartialModel(x0, neighbors, seed=SEED, alphas=[alpha], accumulation=accumulation,
+                                    accumulate_averaging=acc_avg)
+    _run_both(sharing, reference, graph, neighbors, x0, 4, index_codec="rice")
+
+
+@pytest.mark.parametrize("num_nodes,degree", GRAPHS)
+@pytest.mark.parametrize("transform", ["wavelet", "identity"])
+@pytest.mark.parametrize("selection", ["change", "value"])
+def test_jwins_equals_reference(num_nodes, degree, transform, selection):
+    graph, neighbors, x0 = _setup(num_nodes, degree, 300)
+    alphas = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
+    t = wavelet("sym2", 4) if transform == "wavelet" else identity()
+    sharing = jwins(transform=t, alphas=alphas, selection=selection)
+    reference = ref.RefPartialModel(x0, neighbors, seed=SEED, alphas=alphas, transform=transform,
+                                    selection=selection)
+    _run_both(sharing, reference, graph, neighbors, x0, 5, value_codec="fpzip")
+
+
+@pytest.mark.parametrize("num_nodes,degree", GRAPHS)
+@pytest.mark.parametrize("compressor", ["topk", "randomk"])
+@pytest.mark.parametrize("alpha,gamma", [(0.1, 0.5), (0.3, 0.2)])
+def test_choco_equals_textbook_reference(num_nodes, degree, compressor, alpha, gamma):
+    graph, neighbors, x0 = _setup(num_nodes, degree, 200)
+    sharing = choco(alpha=alpha, gamma=gamma, compressor=compressor)
+    reference = ref.RefChoco(x0, neighbors, seed=SEED, alpha=alpha, gamma=gamma, compressor=compressor)
+    _run_both(sharing, reference, graph, neighbors, x0, 4)
+
+
+def _one_round(sharing, x: np.ndarray, graph, t: int = 0, state=None):
+    n = len(x)
+    mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(n)))
+    params = torch.from_numpy(x.copy())
+    state = state if state is not None else sharing.init(params, list(range(n)))
+    out = communicate(sharing, state, params, t, seed=SEED, graph=graph, mixing=mixing,
+                      transport=LocalTransport())
+    return out
+
+
+@pytest.mark.parametrize("transform", [identity(), wavelet("sym2", 2)])
+def test_jwins_alpha_one_identity_equals_full(transform):
+    """JWINS that always sends everything is D-PSGD, in either domain (up to float rounding)."""
+    graph, _, x0 = _setup(10, 3, 128)
+    got = _one_round(jwins(transform=transform, alphas=(1.0,)), x0, graph).params
+    want = _one_round(full(), x0, graph).params
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+
+
+def test_choco_keep_all_gamma_one_equals_full():
+    graph, _, x0 = _setup(10, 4, 128)
+    sharing = choco(alpha=1.0, gamma=1.0)
+    state = None
+    x = x0
+    want = x0
+    for t in range(3):
+        out = _one_round(sharing, x, graph, t, state)
+        x, state = out.params.numpy(), out.state
+        want = _one_round(full(), want, graph).params.numpy()
+        np.testing.assert_allclose(x, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(set(SHARING) - {"local"}))
+def test_average_is_kept_under_doubly_stochastic_mixing(name):
+    """Full, subsample, topk and jwins keep the nodes' mean in their averaging domain: a doubly stochastic mix
+    of fill-in vectors preserves the mean. (CHOCO keeps it too, up to its x_hat bookkeeping.)"""
+    from jwins.config import SharingConfig
+    from jwins.sharing import make_sharing
+
+    cfg = SharingConfig(algorithm=name, transform="identity", alpha=0.3, gamma=1.0)
+    graph, _, x0 = _setup(12, 4, 100)
+    out = _one_round(make_sharing(cfg), x0, graph)
+    if name in ("full",):
+        np.testing.assert_allclose(out.params.numpy().mean(0), x0.mean(0), atol=1e-5)
+    else:
+        # with fill-in, receivers average different vectors; the spread must shrink, never grow
+        assert out.params.numpy().std(0).mean() < x0.std(0).mean()
+
+
+def test_top_k_mask_ties_go_to_lower_index():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    mask = top_k_mask(scores, np.array([2, 3]))
+    assert mask.tolist() == [[False, True, True, False, False], [True, True, True, False, False]]
+
+
+def test_accumulation_rewinds_what_was_shared_and_keeps_the_rest():
+    """After prepare, accumulated change is zero exactly where a node sent, and what was not sent keeps
+    accumulating: A_after_merge = A_before[not shared] + (W x_new - W x_prev)."""
+    graph, _, x0 = _setup(8, 3, 200)
+    sharing = PartialModel(alphas=(0.2,), accumulation=True, accumulate_averaging=True)
+    params = torch.from_numpy(x0.copy())
+    mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(8)))
+    state = sharing.init(params, list(range(8)))
+    for t in range(3):
+        params = torch.from_numpy(_train(params.numpy(), t))
+        before = state.accumulated.clone()
+        reference = state.reference.clone()
+        rngs = [np.random.default_rng(i) for i in range(8)]
+        messages, mid = sharing.prepare(state, params, t, rngs)
+        sent = mid.shared
+        assert torch.all(mid.accumulated[sent] == 0)
+        assert torch.equal(mid.accumulated[~sent], before[~sent])
+        for i, m in enumerate(messages):
+            assert np.array_equal(m.indices, np.flatnonzero(sent[i].numpy()))
+        inbox = {i: [messages[j] for j in graph.neighbors[i]] for i in range(8)}
+        new, state = sharing.merge(mid, params, inbox, mixing)
+        expect = mid.accumulated + (new - reference)
+        torch.testing.assert_close(state.accumulated, expect)
+        params = new
+
+
+def test_jwins_draws_alpha_from_the_list_per_node_and_round():
+    graph, _, x0 = _setup(16, 4, 400)
+    alphas = (0.1, 0.2, 1.0)
+    sharing = jwins(transform=identity(), alphas=alphas)
+    out = _one_round(sharing, x0, graph, t=3)
+    seen = {round(float(a), 3) for a in out.alphas}
+    assert seen <= {0.1, 0.2, 1.0} and len(seen) > 1
+    # the draw is a function of (seed, node, round): the same on a second call
+    again = _one_round(sharing, x0, graph, t=3)
+    np.testing.assert_array_equal(out.alphas, again.alphas)
