@@ -240,6 +240,8 @@ def test_bad_probability_and_seed():
         T.regular(10, 3, seed=-1)
     with pytest.raises(TopologyError, match="seed"):
         T.regular(10, 4, seed=1.5)
+    with pytest.raises(TopologyError, match="degree must be an integer"):
+        T.regular(10, 2.5, seed=0)
 
 
 def test_build_dispatch_and_unknown_kind():
@@ -339,7 +341,10 @@ def test_disconnected_edge_file(tmp_path):
 # ----------------------------------------------------------------------------------------------------- weights
 
 
-@pytest.mark.parametrize("name,g", GRAPHS + [("ring2", T.ring(2)), ("single", T.full(1))], ids=IDS + ["ring2", "single"])
+MH_GRAPHS = GRAPHS + [("ring2", T.ring(2)), ("single", T.full(1))]
+
+
+@pytest.mark.parametrize("name,g", MH_GRAPHS, ids=[name for name, _ in MH_GRAPHS])
 def test_metropolis_hastings_properties(name, g):
     """MH weights are float64, symmetric, nonnegative, rows and columns sum to 1, and zero off the graph."""
     w = T.metropolis_hastings(g)

@@ -168,6 +168,15 @@ def _check_nodes(num_nodes: Any, minimum: int = 1, what: str = "graph") -> int:
     return n
 
 
+def _check_degree(degree: Any) -> int:
+    if isinstance(degree, bool):
+        raise TopologyError(f"degree must be an integer, got {degree!r}")
+    try:
+        return operator.index(degree)
+    except TypeError:
+        raise TopologyError(f"degree must be an integer, got {degree!r}") from None
+
+
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool):
         raise TopologyError(f"seed must be an integer, got {seed!r}")
@@ -263,7 +272,7 @@ def regular(num_nodes: int, degree: int, *, seed: int) -> Graph:
     Re-drawn with derived seeds until connected, at most :data:`MAX_TRIES` times.
     """
     n = _check_nodes(num_nodes, 2, "regular graph")
-    d = operator.index(degree)
+    d = _check_degree(degree)
     seed = _check_seed(seed)
     if d < 1:
         raise TopologyError(f"regular graph degree must be >= 1, got {d}; use degree 2 or more")
@@ -332,7 +341,7 @@ def small_world(num_nodes: int, degree: int, *, probability: float, seed: int) -
     Re-drawn with derived seeds until connected, at most :data:`MAX_TRIES` times.
     """
     n = _check_nodes(num_nodes, 3, "small-world graph")
-    k = operator.index(degree)
+    k = _check_degree(degree)
     p = _check_probability(probability)
     seed = _check_seed(seed)
     if k < 2 or k % 2 or k >= n:

@@ -1,0 +1,819 @@
+"""Index codecs and value codecs of the jwins wire format.
+
+The bit layouts are documented byte by byte in ``docs/wire-format.md``. Everything here is vectorised with
+numpy: no Python loop runs per index or per value, on either side.
+
+Codecs are plain :class:`typing.NamedTuple` records of callables, looked up by name in :data:`INDEX_CODECS`
+and :data:`VALUE_CODECS` (and by wire id in :data:`INDEX_CODECS_BY_ID` / :data:`VALUE_CODECS_BY_ID`).
+
+Index codec callables::
+
+    encode(indices: int64 array, dim: int, extra: dict) -> (wire_id, section: bytes, param: int)
+    decode(section: bytes-like, dim: int, k: int, param: int, extra: dict) -> int64 array
+
+``indices`` handed to ``encode`` are already validated (sorted, unique, ``< dim``); ``decode`` validates
+everything it reads and raises :class:`~jwins.errors.WireError` on malformed input. ``size`` returns the
+exact section size in bytes without encoding (``None`` where it is not meaningful).
+
+Value codec callables::
+
+    encode(values: finite float32 array) -> bytes
+    decode(section: bytes-like, k: int) -> float32 array (writable, owned)
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from jwins.errors import WireError
+
+# --------------------------------------------------------------------------------------------------------
+# Codec records
+
+
+class IndexCodec(NamedTuple):
+    name: str
+    id: int  # wire id; -1 for "auto", which only chooses among the others and never appears on the wire
+    encode: Callable[[np.ndarray, int, dict], tuple[int, bytes, int]]
+    decode: Callable[..., np.ndarray] | None
+    size: Callable[[np.ndarray, int], int] | None
+
+
+class ValueCodec(NamedTuple):
+    name: str
+    id: int
+    encode: Callable[[np.ndarray], bytes]
+    decode: Callable[[Any, int], np.ndarray]
+    lossless: bool
+
+
+# Largest element count the decoder allocates when the count is not backed by bytes actually present in the
+# message (the ``seed`` index codec regenerates ``dim`` random draws; a dense ``fpzip`` section may decompress
+# to many more values than it has bytes) and the receiver did not say which ``dim`` it expects.
+MAX_UNBACKED_ELEMENTS = 2**24
+
+_U64 = np.uint64
+_ARANGE = np.arange(0, dtype=np.int64)
+
+
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)`` as a read-only view of a cached array (saves an allocation per message)."""
+    global _ARANGE
+    if _ARANGE.shape[0] < n:
+        _ARANGE = np.arange(max(n, 2 * _ARANGE.shape[0]), dtype=np.int64)
+        _ARANGE.flags.writeable = False
+    return _ARANGE[:n]
+
+
+def _as_u8(section: Any) -> np.ndarray:
+    return np.frombuffer(section, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bit-level helpers (MSB-first bit streams, as np.packbits writes them)
+
+
+def _bit_length_minus_one(g: np.ndarray, dim: int) -> np.ndarray:
+    """``floor(log2(g))`` for integers ``1 <= g <= dim < 2**32``, exactly, via the float exponent."""
+    if dim < 2**24:  # float32 represents every such integer exactly
+        return (g.astype(np.float32).view(np.int32) >> 23).astype(np.int64) - 127
+    return (g.astype(np.float64).view(np.int64) >> 52) - 1023
+
+
+def _unary_encode(lengths: np.ndarray, total_bits: int) -> bytes:
+    """Stream of ``lengths[i]`` zeros followed by a one, for each i; zero-padded to a byte."""
+    if total_bits == 0:
+        return b""
+    bits = np.zeros(total_bits, dtype=np.bool_)
+    ends = np.cumsum(lengths)
+    ends += _arange(lengths.shape[0])  # position of the terminating one of code i
+    bits[ends] = True
+    return np.packbits(bits).tobytes()
+
+
+_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
+
+
+def _unary_decode(section: Any, k: int, what: str) -> tuple[np.ndarray, int]:
+    """Parse ``k`` unary codes at the start of ``section``.
+
+    Returns (number of zeros before each terminating one, bytes the unary stream occupies). Raises
+    WireError when fewer than ``k`` ones exist or when the padding bits after the k-th one are not zero.
+    """
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    raw = _as_u8(section)
+    # Locate the byte holding the k-th one without unpacking the rest of the section.
+    counts = np.cumsum(_POPCOUNT[raw])
+    total = int(counts[-1]) if counts.shape[0] else 0
+    if total < k:
+        raise WireError(f"{what} index stream ends early: it holds {total} codes, the header says k={k}")
+    last_byte = int(np.searchsorted(counts, k))  # first byte whose cumulative count reaches k
+    nbytes = last_byte + 1
+    ones = np.flatnonzero(np.unpackbits(raw[:nbytes]).view(np.bool_))
+    if ones.shape[0] != k:
+        raise WireError(f"{what} index stream has non-zero padding bits after its last unary code")
+    lengths = np.diff(ones, prepend=-1)
+    lengths -= 1
+    return lengths, nbytes
+
+
+def _pack_fields(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, total_bits: int) -> bytes:
+    """Concatenate fields MSB first: field i is the ``widths[i]`` low bits of ``values[i]``, at bit
+    ``offsets[i]`` (the exclusive prefix sum of ``widths``). Widths are at most 32. Zero-padded to a byte.
+
+    Each field is placed in the 64-bit window formed by 32-bit words ``w = off // 32`` and ``w + 1``; fields
+    sharing a window occupy disjoint bits, so summing the windows per word equals OR-ing them. Per-word sums
+    are differences of one (modular uint64) cumulative sum, taken at the last field of each word.
+    """
+    if total_bits == 0:
+        return b""
+    nwords = (total_bits + 31) >> 5
+    word = offsets >> 5
+    shift = 64 - (offsets & 31) - widths  # >= 1 because widths <= 32 and the in-word offset <= 31
+    window = values.astype(_U64) << shift.astype(_U64)
+    csum = np.cumsum(window)
+    n = word.shape[0]
+    last = np.flatnonzero(word[1:] != word[:-1])  # last field of each occupied word, except the final word
+    last = np.append(last, n - 1)
+    per_word = np.diff(csum[last], prepend=_U64(0))
+    sums = np.zeros(nwords + 1, dtype=_U64)
+    sums[word[last]] = per_word
+    words = sums[:nwords] >> _U64(32)
+    words[1:] |= sums[: nwords - 1] & _U64(0xFFFFFFFF)
+    return words.astype(">u4").tobytes()[: (total_bits + 7) >> 3]
+
+
+def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Read the fields written by :func:`_pack_fields` (widths <= 32) with one 64-bit window per field."""
+    n = len(stream)
+    buf = np.zeros(n + 8, dtype=np.uint8)
+    buf[:n] = _as_u8(stream)
+    # view[p] is the big-endian 64-bit integer made of bytes p..p+7 (overlapping, zero-copy)
+    view = np.ndarray(shape=(n + 1,), dtype=">i8", buffer=buf, strides=(1,))
+    window = view[offsets >> 3].astype(np.int64)
+    # the field sits at bits [64 - o - width, 64 - o) of the window (o = offset % 8 <= 7, width <= 32): the
+    # arithmetic shift's sign extension lands above the field and is masked away
+    shift = 64 - (offsets & 7) - widths
+    return (window >> shift) & ((np.int64(1) << widths) - 1)
+
+
+def _check_padding(stream: Any, total_bits: int, what: str) -> None:
+    """The bits after ``total_bits`` in the last byte of ``stream`` must be zero."""
+    spare = (-total_bits) & 7
+    if spare and len(stream) and (stream[-1] & ((1 << spare) - 1)):
+        raise WireError(f"{what} index stream has non-zero padding bits at its end")
+
+
+def _finish_gaps(gaps: np.ndarray, dim: int, what: str) -> np.ndarray:
+    indices = np.cumsum(gaps)
+    indices -= 1
+    if indices.shape[0] and indices[-1] >= dim:
+        raise WireError(f"index {int(indices[-1])} out of range for dim {dim} ({what} codec)")
+    return indices
+
+
+# --------------------------------------------------------------------------------------------------------
+# Index codecs
+
+
+def _gaps(indices: np.ndarray) -> np.ndarray:
+    """Gaps between consecutive indices; the first gap is ``indices[0] + 1``. All gaps are >= 1."""
+    return np.diff(indices, prepend=-1)
+
+
+# elias-gamma ----------------------------------------------------------------------------------------------
+
+
+def _elias_size(gaps: np.ndarray, b: np.ndarray) -> int:
+    k = gaps.shape[0]
+    low = int(np.add.reduce(b))
+    return ((low + k + 7) >> 3) + ((low + 7) >> 3)
+
+
+def _elias_encode_gaps(gaps: np.ndarray, b: np.ndarray) -> bytes:
+    k = gaps.shape[0]
+    if k == 0:
+        return b""
+    cb = np.cumsum(b)
+    low_bits = int(cb[-1])
+    s1 = _unary_encode(b, low_bits + k)
+    offsets = cb - b
+    s2 = _pack_fields(gaps, b, offsets, low_bits)  # _pack_fields keeps only the b low bits of each gap
+    return s1 + s2
+
+
+def _elias_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    gaps = _gaps(indices)
+    return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, _bit_length_minus_one(gaps, dim)), 0
+
+
+def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
+    if param != 0:
+        raise WireError(f"elias-gamma index codec takes no parameter, header says {param}")
+    if k == 0:
+        if len(section):
+            raise WireError(f"elias-gamma index section must be empty for k=0, it has {len(section)} bytes")
+        return np.zeros(0, dtype=np.int64)
+    if k > 8 * len(section):
+        raise WireError(f"elias-gamma index stream ends early: {len(section)} bytes cannot hold k={k} codes")
+    b, s1_bytes = _unary_decode(section, k, "elias-gamma")
+    max_b = max(dim, 1).bit_length() - 1  # a gap never exceeds dim
+    if int(b.max()) > max_b:
+        raise WireError(f"index out of range for dim {dim}: elias-gamma gap of {int(b.max()) + 1} bits")
+    cb = np.cumsum(b)
+    low_bits = int(cb[-1])
+    s2 = section[s1_bytes:]
+    need = (low_bits + 7) >> 3
+    if len(s2) != need:
+        raise WireError(
+            f"elias-gamma index section has {len(section)} bytes, its codes need {s1_bytes + need}"
+        )
+    _check_padding(s2, low_bits, "elias-gamma")
+    if k.bit_length() + max_b + 1 >= 62 and float(np.add.reduce(np.ldexp(1.0, b))) > dim:
+        # only reachable with sections of hundreds of MB; the gaps (each >= 2**b) would sum beyond dim, and
+        # their int64 cumulative sum could wrap: reject before summing
+        raise WireError(f"index out of range for dim {dim}: elias-gamma gaps sum beyond it")
+    offsets = cb - b
+    gaps = _gather_fields(s2, offsets, b)
+    gaps |= np.int64(1) << b
+    return _finish_gaps(gaps, dim, "elias-gamma")
+
+
+def _elias_size_of(indices: np.ndarray, dim: int) -> int:
+    gaps = _gaps(indices)
+    return _elias_size(gaps, _bit_length_minus_one(gaps, dim))
+
+
+# rice -------------------------------------------------------------------------------------------------------
+
+
+def _rice_cost(x: np.ndarray, r: int) -> int:
+    """Exact bit length of the Rice code of ``x`` with parameter r (without byte padding)."""
+    return int(np.add.reduce(x >> r)) + x.shape[0] * (r + 1)
+
+
+def _rice_parameter(x: np.ndarray, total: int) -> tuple[int, int]:
+    """The r in 0..31 minimising the exact Rice bit length of ``x`` (sum ``total``), and that length.
+
+    The length is convex in r (its forward difference ``k - sum(ceil((x >> r) / 2))`` never decreases), so
+    a walk downhill from the estimate ``log2(mean)`` finds the minimum in a few passes.
+    """
+    k = x.shape[0]
+    if k == 0:
+        return 0, 0
+    mean = total / k
+    r = min(31, max(0, int(mean).bit_length() - 1))
+    cost = _rice_cost(x, r)
+    for step in (1, -1):
+        moved = False
+        while 0 <= r + step <= 31:
+            c = _rice_cost(x, r + step)
+            if c >= cost:
+                break
+            r, cost, moved = r + step, c, True
+        if moved:
+            break
+    return r, cost
+
+
+def _rice_encode_x(x: np.ndarray, r: int) -> bytes:
+    k = x.shape[0]
+    if k == 0:
+        return b""
+    q = x >> r
+    s1 = _unary_encode(q, int(np.add.reduce(q)) + k)
+    if r == 0:
+        return s1
+    offsets = _arange(k) * r
+    widths = np.full(k, r, dtype=np.int64)
+    return s1 + _pack_fields(x, widths, offsets, k * r)
+
+
+def _rice_size(x: np.ndarray, r: int, cost: int) -> int:
+    k = x.shape[0]
+    return ((cost - k * r + 7) >> 3) + ((k * r + 7) >> 3)
+
+
+def _rice_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    x = _gaps(indices)
+    x -= 1
+    total = int(indices[-1]) + 1 - indices.shape[0] if indices.shape[0] else 0
+    r, _ = _rice_parameter(x, total)
+    return RICE_ID, _rice_encode_x(x, r), r
+
+
+def _rice_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
+    r = param
+    if not 0 <= r <= 31:
+        raise WireError(f"rice parameter r={r} out of range 0..31")
+    if k == 0:
+        if len(section):
+            raise WireError(f"rice index section must be empty for k=0, it has {len(section)} bytes")
+        return np.zeros(0, dtype=np.int64)
+    if k * (r + 1) > 8 * len(section):
+        raise WireError(f"rice index stream ends early: {len(section)} bytes cannot hold k={k} codes with r={r}")
+    q, s1_bytes = _unary_decode(section, k, "rice")
+    s2 = section[s1_bytes:]
+    need = (k * r + 7) >> 3
+    if len(s2) != need:
+        raise WireError(f"rice index section has {len(section)} bytes, its codes need {s1_bytes + need}")
+    if int(np.add.reduce(q)) > (dim >> r):  # sum of gaps would exceed dim: reject before shifting
+        raise WireError(f"index out of range for dim {dim}: rice quotients sum beyond it")
+    if r:
+        _check_padding(s2, k * r, "rice")
+        offsets = _arange(k) * r
+        widths = np.full(k, r, dtype=np.int64)
+        gaps = _gather_fields(s2, offsets, widths)
+        gaps |= q << r
+    else:
+        gaps = q
+    gaps += 1
+    return _finish_gaps(gaps, dim, "rice")
+
+
+def _rice_size_of(indices: np.ndarray, dim: int) -> int:
+    x = _gaps(indices) - 1
+    total = int(indices[-1]) + 1 - indices.shape[0] if indices.shape[0] else 0
+    r, cost = _rice_parameter(x, total)
+    return _rice_size(x, r, cost)
+
+
+# bitmap -------------------------------------------------------------------------------------------------
+
+
+def _bitmap_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    bits = np.zeros(dim, dtype=np.bool_)
+    bits[indices] = True
+    return BITMAP_ID, np.packbits(bits).tobytes(), 0
+
+
+def _bitmap_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
+    if param != 0:
+        raise WireError(f"bitmap index codec takes no parameter, header says {param}")
+    need = (dim + 7) >> 3
+    if len(section) != need:
+        raise WireError(f"bitmap index section must hold ceil(dim/8)={need} bytes for dim={dim}, it has {len(section)}")
+    raw = _as_u8(section)
+    _check_padding(raw, dim, "bitmap")
+    count = int(np.add.reduce(_POPCOUNT[raw])) if need else 0
+    if count != k:
+        raise WireError(f"bitmap holds {count} indices, the header says k={k}")
+    return np.flatnonzero(np.unpackbits(raw, count=dim).view(np.bool_)).astype(np.int64, copy=False)
+
+
+def _bitmap_size(indices: np.ndarray, dim: int) -> int:
+    return (dim + 7) >> 3
+
+
+# auto ---------------------------------------------------------------------------------------------------
+
+
+def _auto_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    """Smallest of elias-gamma, rice and bitmap (ties: that order); sizes are computed before encoding."""
+    k = indices.shape[0]
+    gaps = _gaps(indices)
+    b = _bit_length_minus_one(gaps, dim) if k else gaps
+    elias = _elias_size(gaps, b)
+    x = gaps - 1
+    total = int(indices[-1]) + 1 - k if k else 0
+    r, cost = _rice_parameter(x, total)
+    rice = _rice_size(x, r, cost)
+    bitmap = (dim + 7) >> 3
+    best = min(elias, rice, bitmap)
+    if elias == best:
+        return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, b), 0
+    if rice == best:
+        return RICE_ID, _rice_encode_x(x, r), r
+    return _bitmap_encode(indices, dim, extra)
+
+
+def _auto_size(indices: np.ndarray, dim: int) -> int:
+    return min(_elias_size_of(indices, dim), _rice_size_of(indices, dim), _bitmap_size(indices, dim))
+
+
+# seed ---------------------------------------------------------------------------------------------------
+
+_SEED_CHUNK = 1 << 20
+
+
+def seeded_indices(seed: int, dim: int, alpha: float) -> np.ndarray:
+    """``np.flatnonzero(np.random.default_rng(seed).random(dim) < alpha)`` as int64.
+
+    Random subsampling draws its mask with this function so that only ``seed`` and ``alpha`` travel.
+    Large ``dim`` is drawn in chunks (same numbers: each draw consumes one 64-bit output of the generator).
+    """
+    return _seeded_indices(seed, dim, alpha, limit=None)
+
+
+def _seeded_indices(seed: int, dim: int, alpha: float, limit: int | None) -> np.ndarray:
+    rng = np.random.default_rng(int(seed))
+    if dim <= _SEED_CHUNK:
+        return np.flatnonzero(rng.random(dim) < alpha).astype(np.int64, copy=False)
+    parts = []
+    found = 0
+    for start in range(0, dim, _SEED_CHUNK):
+        chunk = np.flatnonzero(rng.random(min(_SEED_CHUNK, dim - start)) < alpha)
+        chunk += start
+        parts.append(chunk)
+        found += chunk.shape[0]
+        if limit is not None and found > limit:
+            break
+    return np.concatenate(parts).astype(np.int64, copy=False)
+
+
+def seed_parameters(extra: dict, error: type[Exception]) -> tuple[int, float]:
+    """``(mask_seed, alpha)`` from a message's extras; raises ``error`` naming what is missing or wrong."""
+    if "mask_seed" not in extra or "alpha" not in extra:
+        missing = [key for key in ("mask_seed", "alpha") if key not in extra]
+        raise error(f"seed index codec needs extras 'mask_seed' and 'alpha'; missing {missing}")
+    seed = float(extra["mask_seed"])
+    alpha = float(extra["alpha"])
+    if not (seed == seed and 0 <= seed < 2**53 and seed == int(seed)):
+        raise error(f"mask_seed must be an integer-valued float in [0, 2**53), got {seed!r}")
+    if not np.isfinite(alpha):
+        raise error(f"alpha must be finite, got {alpha!r}")
+    return int(seed), alpha
+
+
+def _seed_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    seed, alpha = seed_parameters(extra, ValueError)
+    expected = seeded_indices(seed, dim, alpha)
+    if expected.shape != indices.shape or not np.array_equal(expected, indices):
+        raise ValueError(
+            f"seed index codec: the message's indices are not seeded_indices(mask_seed={seed}, dim={dim}, "
+            f"alpha={alpha}) ({indices.shape[0]} given, {expected.shape[0]} expected)"
+        )
+    return SEED_ID, b"", 0
+
+
+def _seed_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
+    if param != 0:
+        raise WireError(f"seed index codec takes no parameter, header says {param}")
+    if len(section):
+        raise WireError(f"seed index codec carries no index section, this message has {len(section)} bytes")
+    seed, alpha = seed_parameters(extra, WireError)
+    indices = _seeded_indices(seed, dim, alpha, limit=k)
+    if indices.shape[0] != k:
+        raise WireError(
+            f"seeded indices (mask_seed={seed}, alpha={alpha}, dim={dim}) count "
+            f"{'more than ' if indices.shape[0] > k else ''}{indices.shape[0]}, the header says k={k}"
+        )
+    return indices
+
+
+def _seed_size(indices: np.ndarray, dim: int) -> int:
+    return 0
+
+
+# dense --------------------------------------------------------------------------------------------------
+
+
+def _dense_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
+    raise ValueError("index codec 'dense' is only for dense messages (indices=None)")
+
+
+def _dense_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
+    raise WireError("index codec 'dense' carries no indices")  # format.py never calls this
+
+
+DENSE_ID, ELIAS_GAMMA_ID, RICE_ID, BITMAP_ID, SEED_ID = 0, 1, 2, 3, 4
+
+INDEX_CODECS: dict[str, IndexCodec] = {
+    "dense": IndexCodec("dense", DENSE_ID, _dense_encode, _dense_decode, None),
+    "elias-gamma": IndexCodec("elias-gamma", ELIAS_GAMMA_ID, _elias_encode, _elias_decode, _elias_size_of),
+    "rice": IndexCodec("rice", RICE_ID, _rice_encode, _rice_decode, _rice_size_of),
+    "bitmap": IndexCodec("bitmap", BITMAP_ID, _bitmap_encode, _bitmap_decode, _bitmap_size),
+    "seed": IndexCodec("seed", SEED_ID, _seed_encode, _seed_decode, _seed_size),
+    "auto": IndexCodec("auto", -1, _auto_encode, None, _auto_size),
+}
+INDEX_CODECS_BY_ID: dict[int, IndexCodec] = {c.id: c for c in INDEX_CODECS.values() if c.id >= 0}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Value codecs
+
+
+def _f32_encode(values: np.ndarray) -> bytes:
+    return values.astype("<f4", copy=False).tobytes()
+
+
+def _f32_decode(section: Any, k: int) -> np.ndarray:
+    if len(section) != 4 * k:
+        raise WireError(f"float32 value section must hold 4*k={4 * k} bytes for k={k}, it has {len(section)}")
+    return np.frombuffer(section, dtype="<f4").astype(np.float32)  # astype copies: owned and writable
+
+
+def _f16_encode(values: np.ndarray) -> bytes:
+    half = values.astype("<f2")  # IEEE round-to-nearest-even
+    bad = np.count_nonzero(~np.isfinite(half))
+    if bad:
+        raise ValueError(f"float16 cannot represent {bad} values (|x| > 65504 overflows to inf)")
+    return half.tobytes()
+
+
+def _f16_decode(section: Any, k: int) -> np.ndarray:
+    if len(section) != 2 * k:
+        raise WireError(f"float16 value section must hold 2*k={2 * k} bytes for k={k}, it has {len(section)}")
+    return np.frombuffer(section, dtype="<f2").astype(np.float32)
+
+
+def _bf16_bits(values: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns of finite float32 values, rounded to nearest, ties to even."""
+    bits = values.astype(np.float32, copy=False).view(np.uint32)
+    rounded = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
+    return (rounded >> np.uint32(16)).astype("<u2")
+
+
+def _bf16_encode(values: np.ndarray) -> bytes:
+    half = _bf16_bits(values)
+    bad = np.count_nonzero((half & np.uint16(0x7F80)) == np.uint16(0x7F80))
+    if bad:
+        raise ValueError(f"bfloat16 cannot represent {bad} values (they round beyond the largest bfloat16)")
+    return half.tobytes()
+
+
+def _bf16_decode(section: Any, k: int) -> np.ndarray:
+    if len(section) != 2 * k:
+        raise WireError(f"bfloat16 value section must hold 2*k={2 * k} bytes for k={k}, it has {len(section)}")
+    bits = np.frombuffer(section, dtype="<u2").astype(np.uint32)
+    bits <<= np.uint32(16)
+    return bits.view(np.float32)
+
+
+# fpzip ----------------------------------------------------------------------------------------------------
+
+_FPZIP_MIN_BYTES = 28  # the fpzip range decoder consumes this many bytes to read its header
+
+
+def _fpzip_module():
+    try:
+        import fpzip  # noqa: PLC0415  (optional dependency, imported on first use)
+    except ImportError as exc:  # pragma: no cover - fpzip is a declared dependency
+        raise ImportError("value codec 'fpzip' needs the 'fpzip' package (pip install fpzip)") from exc
+    return fpzip
+
+
+def _fpzip_encode(values: np.ndarray) -> bytes:
+    if values.shape[0] == 0:
+        return b""
+    fpzip = _fpzip_module()
+    return fpzip.compress(np.ascontiguousarray(values, dtype=np.float32), precision=0, order="C")
+
+
+class _RangeDecoder:
+    """Just enough of fpzip's range decoder (rcdecoder.cpp) to read the stream header: raw bit fields.
+
+    Reads at most the bytes it is given; running out raises WireError.
+    """
+
+    __slots__ = ("data", "pos", "low", "range", "code")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.low = 0
+        self.range = 0xFFFFFFFF
+        self.code = 0
+        self._get(4)
+
+    def _get(self, n: int) -> None:
+        if self.pos + n > len(self.data):
+            raise WireError("fpzip value stream truncated inside its header")
+        for _ in range(n):
+            self.code = ((self.code << 8) | self.data[self.pos]) & 0xFFFFFFFF
+            self.low = (self.low << 8) & 0xFFFFFFFF
+            self.pos += 1
+
+    def _normalize(self) -> None:
+        while not ((self.low ^ ((self.low + self.range) & 0xFFFFFFFF)) >> 24):
+            self._get(1)
+            self.range = (self.range << 8) & 0xFFFFFFFF
+        if not (self.range >> 16):
+            self._get(2)
+            self.range = (-self.low) & 0xFFFFFFFF
+
+    def _shift(self, n: int) -> int:
+        self.range >>= n
+        if self.range == 0:
+            raise WireError("fpzip value stream header is malformed")
+        s = ((self.code - self.low) & 0xFFFFFFFF) // self.range
+        if s >> n:
+            raise WireError("fpzip value stream header is malformed")
+        self.low = (self.low + self.range * s) & 0xFFFFFFFF
+        self._normalize()
+        return s
+
+    def bits(self, n: int) -> int:
+        if n > 16:  # fpzip decodes the low 16 bits first
+            low = self._shift(16)
+            return (self._shift(n - 16) << 16) + low
+        return self._shift(n)
+
+
+def fpzip_header(stream: bytes) -> tuple[bytes, int, int, int, int, tuple[int, int, int, int]]:
+    """(magic, major version, minor version, type, precision, (nx, ny, nz, nf)) of an fpzip stream."""
+    rd = _RangeDecoder(bytes(stream[:64]))
+    magic = bytes(rd.bits(8) for _ in range(4))
+    major = rd.bits(16)
+    minor = rd.bits(8)
+    ftype = rd.bits(1)
+    prec = rd.bits(7)
+    dims = (rd.bits(32), rd.bits(32), rd.bits(32), rd.bits(32))
+    return magic, major, minor, ftype, prec, dims
+
+
+_FPZIP_VERSION: tuple[int, int] | None = None
+
+
+def _local_fpzip_version() -> tuple[int, int]:
+    global _FPZIP_VERSION
+    if _FPZIP_VERSION is None:
+        _, major, minor, _, _, _ = fpzip_header(_fpzip_encode(np.zeros(1, dtype=np.float32)))
+        _FPZIP_VERSION = (major, minor)
+    return _FPZIP_VERSION
+
+
+def _fpzip_decode(section: Any, k: int) -> np.ndarray:
+    if k == 0:
+        if len(section):
+            raise WireError(f"fpzip value section must be empty for k=0, it has {len(section)} bytes")
+        return np.zeros(0, dtype=np.float32)
+    if len(section) < _FPZIP_MIN_BYTES:
+        raise WireError(f"fpzip value section of {len(section)} bytes is too short to hold an fpzip stream")
+    stream = bytes(section)
+    magic, major, minor, ftype, prec, dims = fpzip_header(stream)
+    if magic != b"fpz\0":
+        raise WireError("fpzip value section does not start with an fpzip stream (bad fpzip magic)")
+    try:
+        local = _local_fpzip_version()
+    except ImportError as exc:
+        raise WireError(f"cannot decode fpzip values: {exc}") from None
+    if (major, minor) != local:
+        raise WireError(f"fpzip stream version {major:#x}.{minor} differs from the local fpzip's {local[0]:#x}.{local[1]}")
+    if ftype != 0 or prec != 0:
+        raise WireError(f"fpzip stream must hold lossless float32 (type 0, precision 0), it has type {ftype}, precision {prec}")
+    if dims != (k, 1, 1, 1):
+        raise WireError(f"fpzip stream holds an array of shape {dims}, expected ({k}, 1, 1, 1) for k={k}")
+    return _FPZIP_SANDBOX.decompress(stream, k)
+
+
+# The fpzip C decoder trusts its input: fuzzing fpzip 1.2.5 with malformed streams corrupts its heap and
+# crashes the process (even with zero padding after the stream). Untrusted streams are therefore decoded in
+# a helper process that only runs fpzip; the helper also re-compresses what it decoded and requires the
+# identical stream back, so only canonical streams are accepted. A helper that failed or crashed is
+# replaced on the next call.
+_HELPER_CODE = r"""
+import struct, sys
+import numpy as np
+import fpzip
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def read_exact(n):
+    chunks = []
+    while n:
+        chunk = inp.read(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+while True:
+    head = read_exact(8)
+    if head is None:
+        break
+    size, k = struct.unpack("<II", head)
+    stream = read_exact(size)
+    if stream is None:
+        break
+    ok = False
+    try:
+        # zero padding keeps reads past the end of a truncated stream inside this buffer
+        arr = fpzip.decompress(stream + bytes(12 * k + 64)).reshape(-1)
+        ok = arr.dtype == np.float32 and arr.shape[0] == k and fpzip.compress(arr, precision=0, order="C") == stream
+    except Exception:
+        ok = False
+    if ok:
+        out.write(b"\x01" + arr.astype("<f4").tobytes())
+    else:
+        out.write(b"\x00")
+    out.flush()
+"""
+
+
+class _FpzipSandbox:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.pid = os.getpid()
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-c", _HELPER_CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise WireError(f"cannot start the isolated fpzip decoder: {exc}") from None
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            proc.kill()
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            pass
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _read(self, fd: int, n: int, deadline: float) -> bytes:
+        chunks = []
+        while n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def decompress(self, stream: bytes, k: int) -> np.ndarray:
+        with self.lock:
+            if self.pid != os.getpid():  # forked: the inherited helper belongs to the parent
+                self.proc, self.pid = None, os.getpid()
+            if self.proc is None or self.proc.poll() is not None:
+                self._stop()
+                self.proc = self._start()
+            proc = self.proc
+            deadline = time.monotonic() + 10.0 + 2e-6 * k
+            try:
+                proc.stdin.write(struct.pack("<II", len(stream), k) + stream)
+                proc.stdin.flush()
+                fd = proc.stdout.fileno()
+                status = self._read(fd, 1, deadline)
+                if status != b"\x01":
+                    self._stop()  # it may have corrupted its own memory on the malformed stream
+                    raise WireError(f"fpzip value stream is malformed (it does not decode to {k} float32 values)")
+                payload = self._read(fd, 4 * k, deadline)
+            except (OSError, EOFError, ValueError):
+                self._stop()
+                raise WireError("fpzip value stream is malformed (the isolated fpzip decoder crashed on it)") from None
+            except TimeoutError:
+                self._stop()
+                raise WireError("fpzip value stream is malformed (the isolated fpzip decoder did not finish)") from None
+        return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.pid == os.getpid():
+                self._stop()
+
+
+_FPZIP_SANDBOX = _FpzipSandbox()
+atexit.register(_FPZIP_SANDBOX.close)
+
+
+def _reset_after_fork() -> None:
+    _FPZIP_SANDBOX.lock = threading.Lock()
+    _FPZIP_SANDBOX.proc = None
+    _FPZIP_SANDBOX.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+FLOAT32_ID, FLOAT16_ID, BFLOAT16_ID, FPZIP_ID = 0, 1, 2, 3
+
+VALUE_CODECS: dict[str, ValueCodec] = {
+    "float32": ValueCodec("float32", FLOAT32_ID, _f32_encode, _f32_decode, True),
+    "float16": ValueCodec("float16", FLOAT16_ID, _f16_encode, _f16_decode, False),
+    "bfloat16": ValueCodec("bfloat16", BFLOAT16_ID, _bf16_encode, _bf16_decode, False),
+    "fpzip": ValueCodec("fpzip", FPZIP_ID, _fpzip_encode, _fpzip_decode, True),
+}
+VALUE_CODECS_BY_ID: dict[int, ValueCodec] = {c.id: c for c in VALUE_CODECS.values()}
