@@ -21,7 +21,8 @@ import torch
 from . import config as config_mod
 from . import rng, topology, wire
 from .config import Config
-from .data import datasets, partition
+from .data import datasets
+from .data.partition import partition as partition_data
 from .errors import JwinsError, WireError
 from .flat import FlatModel, init_params
 from .models import build_model
@@ -76,10 +77,10 @@ def build_world(config: Config, nodes: list[int]) -> tuple[World, torch.Tensor]:
         raise JwinsError(f"nodes = {config.nodes} > {n_train} training samples of {config.data.name}; "
                          "use fewer nodes or more data")
     labels = dataset.train_y.numpy() if dataset.task == "classification" else None
-    parts = partition.partition(config.data.partition, dataset, config.nodes,
-                                rng.stream(config.seed, "partition"),
-                                shards_per_node=config.data.shards_per_node,
-                                dirichlet_alpha=config.data.dirichlet_alpha)
+    parts = partition_data(config.data.partition, dataset, config.nodes,
+                           rng.stream(config.seed, "partition"),
+                           shards_per_node=config.data.shards_per_node,
+                           dirichlet_alpha=config.data.dirichlet_alpha)
     del labels
     t = config.topology
     graph = topology.build(t.kind, config.nodes, degree=t.degree, probability=t.probability, path=t.path,

@@ -91,7 +91,7 @@ class Trainer:
                     value = self.loss(self.flat(row, x), y)
                     (g,) = torch.autograd.grad(value, row)
                     grads[j] = g
-                    total[j] += float(value)
+                    total[j] += float(value.detach())
             self._update(state, params, rows_t, grads, all_rows=len(rows) == n)
         losses[rows] = total / self.steps
         return params, losses

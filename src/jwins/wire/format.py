@@ -1,0 +1,372 @@
+"""The jwins message layout: :func:`encode`, :func:`decode` and :func:`layout`.
+
+Byte-by-byte description: ``docs/wire-format.md``. All integers are little-endian.
+
+====== ====== ==============================================================
+offset size   field
+====== ====== ==============================================================
+0      4      magic ``b"JWNS"``
+4      1      format version (1)
+5      1      flags: bit 0 = dense; the other bits are zero
+6      1      index codec id (0 dense, 1 elias-gamma, 2 rice, 3 bitmap, 4 seed)
+7      1      value codec id (0 float32, 1 float16, 2 bfloat16, 3 fpzip)
+8      1      codec parameter (rice: r in 0..31; otherwise 0)
+9      1      number of extras n (0..32)
+10     4      sender (u32)
+14     4      round (u32)
+18     4      dim (u32)
+22     4      k, the number of values (u32)
+26     4      index section length in bytes (u32)
+30     4      value section length in bytes (u32)
+34     ...    n extras: key length L (u8, 0..64), L bytes of utf-8 key, value (f64)
+...    ...    index section, then value section
+last   4      CRC32 (zlib.crc32) of every byte before it (u32)
+====== ====== ==============================================================
+"""
+from __future__ import annotations
+
+import math
+import operator
+import struct
+import zlib
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jwins.errors import WireError
+from jwins.wire.codecs import (
+    DENSE_ID,
+    FPZIP_ID,
+    INDEX_CODECS,
+    INDEX_CODECS_BY_ID,
+    MAX_UNBACKED_ELEMENTS,
+    SEED_ID,
+    VALUE_CODECS,
+    VALUE_CODECS_BY_ID,
+)
+from jwins.wire.message import Message
+
+FORMAT_VERSION = 1
+MAGIC = b"JWNS"
+FLAG_DENSE = 0x01
+MAX_EXTRAS = 32
+MAX_KEY_BYTES = 64
+
+_FIXED = struct.Struct("<4sBBBBBBIIIIII")
+FIXED_HEADER_BYTES = _FIXED.size  # 34
+CRC_BYTES = 4
+MIN_MESSAGE_BYTES = FIXED_HEADER_BYTES + CRC_BYTES  # 38
+_F64 = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+_U32_MAX = 2**32 - 1
+
+
+class Layout(NamedTuple):
+    """Sizes of a message's parts; they sum to ``len(data)``. ``header_bytes`` counts the fixed header, the
+    extras and the trailing CRC."""
+
+    header_bytes: int
+    index_bytes: int
+    value_bytes: int
+
+
+# --------------------------------------------------------------------------------------------------------
+# encode
+
+
+def _u32(name: str, value: Any) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not 0 <= v <= _U32_MAX:
+        raise ValueError(f"{name}={v} does not fit the wire format's u32 (0..{_U32_MAX})")
+    return v
+
+
+def _encode_extras(extra: dict) -> bytes:
+    if not isinstance(extra, dict):
+        raise ValueError(f"extra must be a dict[str, float], got {type(extra).__name__}")
+    if len(extra) > MAX_EXTRAS:
+        raise ValueError(f"at most {MAX_EXTRAS} extras fit in a message, got {len(extra)}")
+    parts = []
+    for key, value in extra.items():
+        if not isinstance(key, str):
+            raise ValueError(f"extra keys must be str, got {key!r}")
+        raw = key.encode("utf-8")
+        if len(raw) > MAX_KEY_BYTES:
+            raise ValueError(f"extra key {key!r} is {len(raw)} bytes in utf-8; at most {MAX_KEY_BYTES} fit")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"extra {key!r} must be a float, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"extra {key!r} must be finite, got {number!r}")
+        parts.append(bytes((len(raw),)) + raw + _F64.pack(number))
+    return b"".join(parts)
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether every float32 value is finite. Fast path: a sum of squares is finite only if every term is
+    (squares are non-negative, so inf cannot cancel); if it is not (overflow is possible), check exactly."""
+    if math.isfinite(float(np.dot(values, values))):
+        return True
+    return bool(np.isfinite(values).all())
+
+
+def _check_values(values: Any) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be a 1-D array, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise ValueError(f"values must be floating point (float32), got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    if not _all_finite(arr):
+        bad = arr[~np.isfinite(arr)]
+        nan = int(np.count_nonzero(np.isnan(bad)))
+        raise ValueError(
+            f"values contain {bad.shape[0]} NaN/inf entries ({nan} NaN, {bad.shape[0] - nan} inf) "
+            f"out of {arr.shape[0]}"
+        )
+    return arr
+
+
+def _check_indices(indices: Any, dim: int, k: int) -> np.ndarray:
+    idx = np.asarray(indices)
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be a 1-D array, got shape {idx.shape}")
+    if idx.shape[0] and idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
+    if idx.shape[0] != k:
+        raise ValueError(f"message has {idx.shape[0]} indices but {k} values")
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    if idx.dtype == np.uint64 and int(idx.max()) > _U32_MAX:
+        raise ValueError(f"index {int(idx.max())} out of range for dim {dim}")
+    idx = idx.astype(np.int64, copy=False)
+    if k > 1 and not (idx[1:] > idx[:-1]).all():
+        raise ValueError("indices not strictly increasing (they must be sorted and unique)")
+    if idx[0] < 0:
+        raise ValueError(f"index {int(idx[0])} is negative")
+    if idx[-1] >= dim:
+        raise ValueError(f"index {int(idx[-1])} out of range for dim {dim}")
+    return idx
+
+
+def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: str = "float32") -> bytes:
+    """Serialise ``message``. See ``docs/wire-format.md``.
+
+    ``index_codec`` applies to sparse messages ("elias-gamma", "rice", "bitmap", "auto", "seed"); a dense
+    message (``indices is None``) always records "dense". Raises ValueError for a message that cannot be
+    encoded (non-finite values, indices not sorted/unique/in range, too many or too long extras, ...).
+    """
+    icodec = INDEX_CODECS.get(index_codec)
+    if icodec is None:
+        raise ValueError(f"unknown index codec {index_codec!r}; known: {sorted(INDEX_CODECS)}")
+    vcodec = VALUE_CODECS.get(value_codec)
+    if vcodec is None:
+        raise ValueError(f"unknown value codec {value_codec!r}; known: {sorted(VALUE_CODECS)}")
+    sender = _u32("sender", message.sender)
+    rnd = _u32("round", message.round)
+    dim = _u32("dim", message.dim)
+    values = _check_values(message.values)
+    k = values.shape[0]
+    extras = _encode_extras(message.extra)
+    if message.indices is None:
+        if k != dim:
+            raise ValueError(f"dense message must carry dim values: it has {k} values for dim={dim}")
+        flags, icodec_id, isec, param = FLAG_DENSE, DENSE_ID, b"", 0
+    else:
+        if k > dim:
+            raise ValueError(f"k={k} > dim={dim}")
+        indices = _check_indices(message.indices, dim, k)
+        flags = 0
+        icodec_id, isec, param = icodec.encode(indices, dim, message.extra)
+    vsec = vcodec.encode(values)
+    if len(isec) > _U32_MAX or len(vsec) > _U32_MAX:
+        raise ValueError("message sections exceed 4 GiB")
+    header = _FIXED.pack(
+        MAGIC, FORMAT_VERSION, flags, icodec_id, vcodec.id, param, len(message.extra),
+        sender, rnd, dim, k, len(isec), len(vsec),
+    )
+    crc = zlib.crc32(header)
+    crc = zlib.crc32(extras, crc)
+    crc = zlib.crc32(isec, crc)
+    crc = zlib.crc32(vsec, crc)
+    return b"".join((header, extras, isec, vsec, _U32.pack(crc)))
+
+
+# --------------------------------------------------------------------------------------------------------
+# decode
+
+
+class _Header(NamedTuple):
+    flags: int
+    index_codec: int
+    value_codec: int
+    param: int
+    n_extras: int
+    sender: int
+    round: int
+    dim: int
+    k: int
+    index_bytes: int
+    value_bytes: int
+    extras_end: int  # offset of the index section
+
+
+def _parse_header(mv: memoryview, parse_extras: bool) -> tuple[_Header, dict[str, float]]:
+    n = len(mv)
+    head = bytes(mv[:4])
+    if head != MAGIC:
+        if n < 4 and MAGIC.startswith(head):
+            raise WireError(f"message truncated: {n} bytes, a message has at least {MIN_MESSAGE_BYTES}")
+        raise WireError(f"bad magic {head!r}: not a jwins message (expected {MAGIC!r})")
+    if n < 5:
+        raise WireError(f"message truncated: {n} bytes, a message has at least {MIN_MESSAGE_BYTES}")
+    if mv[4] != FORMAT_VERSION:
+        raise WireError(f"unsupported format version {mv[4]} (this jwins reads version {FORMAT_VERSION})")
+    if n < MIN_MESSAGE_BYTES:
+        raise WireError(f"message truncated: {n} bytes, a message has at least {MIN_MESSAGE_BYTES}")
+    (_, _, flags, icodec, vcodec, param, n_extras, sender, rnd, dim, k, ibytes, vbytes) = _FIXED.unpack_from(mv)
+    if flags & ~FLAG_DENSE:
+        raise WireError(f"unknown flags {flags:#04x} (only bit 0, dense, is defined)")
+    if icodec not in INDEX_CODECS_BY_ID:
+        raise WireError(f"unknown index codec id {icodec}")
+    if vcodec not in VALUE_CODECS_BY_ID:
+        raise WireError(f"unknown value codec id {vcodec}")
+    if n_extras > MAX_EXTRAS:
+        raise WireError(f"header says {n_extras} extras, at most {MAX_EXTRAS} are allowed")
+    extras: dict[str, float] = {}
+    pos = FIXED_HEADER_BYTES
+    end = n - CRC_BYTES
+    for i in range(n_extras):
+        if pos + 1 > end:
+            raise WireError(f"message truncated inside extra {i} of {n_extras}")
+        klen = mv[pos]
+        if klen > MAX_KEY_BYTES:
+            raise WireError(f"extra {i} has a {klen}-byte key, at most {MAX_KEY_BYTES} are allowed")
+        if pos + 1 + klen + 8 > end:
+            raise WireError(f"message truncated inside extra {i} of {n_extras}")
+        if parse_extras:
+            try:
+                key = str(mv[pos + 1 : pos + 1 + klen], "utf-8")
+            except UnicodeDecodeError:
+                raise WireError(f"extra {i} key is not valid utf-8") from None
+            if key in extras:
+                raise WireError(f"duplicate extra key {key!r}")
+            (value,) = _F64.unpack_from(mv, pos + 1 + klen)
+            if not math.isfinite(value):
+                raise WireError(f"extra {key!r} is not finite ({value!r})")
+            extras[key] = value
+        pos += 1 + klen + 8
+    remain = end - pos
+    if ibytes > remain:
+        raise WireError(f"message truncated: header says {ibytes} index bytes but only {max(remain, 0)} remain")
+    remain -= ibytes
+    if vbytes > remain:
+        raise WireError(f"message truncated: header says {vbytes} value bytes but only {remain} remain")
+    remain -= vbytes
+    if remain:
+        raise WireError(
+            f"message has {remain} bytes more than its header's sizes add up to "
+            f"({n - remain} bytes incl. CRC): extended or corrupted"
+        )
+    header = _Header(flags, icodec, vcodec, param, n_extras, sender, rnd, dim, k, ibytes, vbytes, pos)
+    return header, extras
+
+
+def layout(data: bytes) -> Layout:
+    """Sizes of the parts of an encoded message (parses the fixed header and the extras' lengths only; does
+    not check the CRC). Raises WireError if the header cannot be parsed or its sizes do not add up."""
+    try:
+        mv = memoryview(data).cast("B")
+    except TypeError:
+        raise WireError(f"expected bytes, got {type(data).__name__}") from None
+    header, _ = _parse_header(mv, parse_extras=False)
+    return Layout(len(mv) - header.index_bytes - header.value_bytes, header.index_bytes, header.value_bytes)
+
+
+def decode(data: bytes, *, dim: int | None = None) -> Message:
+    """Parse and validate a message received from a peer.
+
+    ``dim`` is the dimension the receiver expects (a mismatch raises WireError); without it, sizes that the
+    message's bytes do not back are capped at ``MAX_UNBACKED_ELEMENTS``. Every malformed input raises
+    :class:`~jwins.errors.WireError`; indices come back as int64 and values as float32, both owned and
+    writable.
+    """
+    expected = None if dim is None else operator.index(dim)
+    try:
+        mv = memoryview(data).cast("B")
+    except TypeError:
+        raise WireError(f"expected bytes, got {type(data).__name__}") from None
+    try:
+        return _decode(mv, expected)
+    except WireError:
+        raise
+    except MemoryError:
+        raise WireError("message too large to decode (out of memory)") from None
+    except Exception as exc:  # noqa: BLE001 - last line of defence; the fuzz tests make sure it is never reached
+        raise WireError(f"malformed message (internal {type(exc).__name__}: {exc})") from exc
+
+
+def _decode(mv: memoryview, expected_dim: int | None) -> Message:
+    h, extras = _parse_header(mv, parse_extras=True)
+    n = len(mv)
+    (stored,) = _U32.unpack_from(mv, n - CRC_BYTES)
+    computed = zlib.crc32(mv[: n - CRC_BYTES])
+    if stored != computed:
+        raise WireError(f"CRC mismatch: message says {stored:#010x}, its bytes give {computed:#010x}")
+    dim, k = h.dim, h.k
+    if expected_dim is not None and dim != expected_dim:
+        raise WireError(f"dim mismatch: message has dim={dim}, this receiver expects dim={expected_dim}")
+    dense = bool(h.flags & FLAG_DENSE)
+    if dense != (h.index_codec == DENSE_ID):
+        raise WireError(
+            f"{'dense' if dense else 'sparse'} flag contradicts index codec "
+            f"{INDEX_CODECS_BY_ID[h.index_codec].name!r}"
+        )
+    limit = expected_dim if expected_dim is not None else MAX_UNBACKED_ELEMENTS
+    if dense:
+        if k != dim:
+            raise WireError(f"dense message must carry dim values: k={k}, dim={dim}")
+        if h.index_bytes or h.param:
+            raise WireError("dense message must have an empty index section and codec parameter 0")
+        if h.value_codec == FPZIP_ID and k > limit:
+            raise WireError(
+                f"dense fpzip message with dim={dim} exceeds the decoder's limit of {limit} values "
+                "(pass the expected dim to decode)"
+            )
+    elif k > dim:
+        raise WireError(f"k={k} > dim={dim}")
+    elif h.index_codec == SEED_ID and dim > limit:
+        raise WireError(
+            f"seed index codec with dim={dim} exceeds the decoder's limit of {limit} (pass the expected dim "
+            "to decode)"
+        )
+    istart = h.extras_end
+    vstart = istart + h.index_bytes
+    isec = mv[istart:vstart]
+    vsec = mv[vstart : vstart + h.value_bytes]
+    if dense:
+        indices = None
+    else:
+        indices = INDEX_CODECS_BY_ID[h.index_codec].decode(isec, dim, k, h.param, extras)
+        if indices.shape[0] != k:  # every codec checks this; kept as a guard
+            raise WireError(f"index section holds {indices.shape[0]} indices, the header says k={k}")
+    values = VALUE_CODECS_BY_ID[h.value_codec].decode(vsec, k)
+    if not _all_finite(values):
+        raise WireError(f"values contain {k - int(np.count_nonzero(np.isfinite(values)))} NaN/inf")
+    return Message(sender=h.sender, round=h.round, dim=dim, indices=indices, values=values, extra=extras)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Layout",
+    "MAGIC",
+    "Message",
+    "decode",
+    "encode",
+    "layout",
+    "MAX_UNBACKED_ELEMENTS",
+]
