@@ -50,7 +50,7 @@ def problems(draw, kinds=("iid", "shards", "dirichlet", "natural")):
     return kind, labels, num_nodes, draw(st.integers(0, 2**32 - 1))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_disjoint_covering_nonempty_and_seeded(problem):
     kind, labels, num_nodes, seed = problem

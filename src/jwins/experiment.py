@@ -203,7 +203,7 @@ def communicate(sharing, state, params: torch.Tensor, round: int, *, seed: int, 
     with timer("exchange"):
         raw = transport.exchange(payloads, graph, round)
     with timer("decode"):
-        inbox = _decode_inbox(raw, nodes, params.shape[1], round)
+        inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round)
     with timer("merge"):
         params, state = sharing.merge(state, params, inbox, mixing)
     return Exchanged(params, state, messages, payloads, sent, alphas)

@@ -790,7 +790,10 @@ def _load_celeba(d: Path, max_samples: int) -> Dataset:
         for f, user, x, y in _leaf_users(d, split):
             if not all(isinstance(v, str) for v in x):
                 raise DataError(f"{f}: user {user!r}: x must be image file names")
-            ya = np.asarray(y, dtype=np.int64) if y else np.zeros(0, np.int64)
+            try:
+                ya = np.asarray(y, dtype=np.int64).reshape(-1)
+            except (TypeError, ValueError) as e:
+                raise DataError(f"{f}: user {user!r}: y must be integers 0/1 ({e})") from e
             _labels(ya, 2, f"{f}: user {user!r}")
             names += x
             ys.append(ya)

@@ -336,6 +336,8 @@ def _unpack(archive: Path, dest: Path, only: str | None) -> list[str]:
                 target.unlink()
             os.replace(entry, target)
             names.append(entry.name)
+        if not names:
+            raise DataError(f"{archive}: nothing to unpack" + (f" under {only}" if only else ""))
         return names
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,11 +17,18 @@ from ..errors import DataError
 __all__ = ["PARTITIONS", "dirichlet", "iid", "natural", "partition", "shards"]
 
 
-def _check(n: int, num_nodes: int, what: str = "samples") -> None:
-    if isinstance(num_nodes, bool) or int(num_nodes) != num_nodes or num_nodes < 1:
+def _check(n: int, num_nodes, what: str = "samples") -> int:
+    """``num_nodes`` as an int, after checking that every node can get a sample."""
+    try:
+        ok = not isinstance(num_nodes, bool) and int(num_nodes) == num_nodes and num_nodes >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise DataError(f"num_nodes must be a positive integer, got {num_nodes!r}")
+    num_nodes = int(num_nodes)
     if n < num_nodes:
         raise DataError(f"cannot give each of {num_nodes} nodes at least one sample: only {n} {what}")
+    return num_nodes
 
 
 def _finish(parts) -> list[np.ndarray]:
@@ -31,7 +38,7 @@ def _finish(parts) -> list[np.ndarray]:
 def iid(labels: np.ndarray, num_nodes: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A random permutation cut into ``num_nodes`` parts whose sizes differ by at most one."""
     n = len(labels)
-    _check(n, num_nodes)
+    num_nodes = _check(n, num_nodes)
     return _finish(np.array_split(rng.permutation(n), num_nodes))
 
 
@@ -49,8 +56,9 @@ def shards(
     labels = np.asarray(labels)
     if isinstance(shards_per_node, bool) or int(shards_per_node) != shards_per_node or shards_per_node < 1:
         raise DataError(f"shards_per_node must be a positive integer, got {shards_per_node!r}")
-    _check(len(labels), num_nodes)
-    total = int(num_nodes) * int(shards_per_node)
+    num_nodes = _check(len(labels), num_nodes)
+    shards_per_node = int(shards_per_node)
+    total = num_nodes * shards_per_node
     if len(labels) < total:
         raise DataError(
             f"cannot cut {len(labels)} samples into {num_nodes} nodes x {shards_per_node} shards = {total} "
@@ -58,7 +66,7 @@ def shards(
         )
     order = np.argsort(labels, kind="stable")
     pieces = np.array_split(order, total)
-    deal = rng.permutation(total).reshape(int(num_nodes), int(shards_per_node))
+    deal = rng.permutation(total).reshape(num_nodes, shards_per_node)
     return _finish(np.concatenate([pieces[s] for s in row]) for row in deal)
 
 
@@ -77,8 +85,7 @@ def dirichlet(
     if not np.isfinite(alpha) or alpha <= 0:
         raise DataError(f"dirichlet alpha must be a positive number, got {alpha}")
     n = len(labels)
-    _check(n, num_nodes)
-    num_nodes = int(num_nodes)
+    num_nodes = _check(n, num_nodes)
     parts: list[list[np.ndarray]] = [[] for _ in range(num_nodes)]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -110,9 +117,8 @@ def natural(groups: np.ndarray, num_nodes: int, rng: np.random.Generator) -> lis
     groups = np.asarray(groups)
     if groups.ndim != 1:
         raise DataError(f"groups must be a 1-d array of group ids, got shape {groups.shape}")
-    _check(len(groups), num_nodes)
+    num_nodes = _check(len(groups), num_nodes)
     ids, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    num_nodes = int(num_nodes)
     if len(ids) < num_nodes:
         raise DataError(
             f"cannot give each of {num_nodes} nodes a whole group: the dataset has only {len(ids)} groups "

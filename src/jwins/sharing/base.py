@@ -23,6 +23,8 @@ class Sharing(Protocol):
 
     def init(self, params: Tensor, nodes: list[int]) -> Any: ...
 
+    def message_dim(self, dim: int) -> int: ...  # length of the vectors on the wire for a model of ``dim``
+
     def prepare(self, state: Any, params: Tensor, round: int, rngs: list[np.random.Generator]
                 ) -> tuple[list[Message], Any]: ...
 

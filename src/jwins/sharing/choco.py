@@ -34,6 +34,9 @@ class Choco:
             raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
         self.alpha, self.gamma, self.compressor, self.metadata_cap = float(alpha), gamma, compressor, metadata_cap
 
+    def message_dim(self, dim: int) -> int:
+        return dim
+
     def init(self, params: Tensor, nodes: list[int]) -> ChocoState:
         return ChocoState(tuple(nodes), torch.zeros_like(params), torch.zeros_like(params))
 

@@ -16,6 +16,9 @@ class FullState(NamedTuple):
 
 
 class Full:
+    def message_dim(self, dim: int) -> int:
+        return dim
+
     def init(self, params: Tensor, nodes: list[int]) -> FullState:
         del params
         return FullState(tuple(nodes))
@@ -31,6 +34,9 @@ class Full:
 
 class Local:
     """No communication at all: the baseline that shows what collaboration gains."""
+
+    def message_dim(self, dim: int) -> int:
+        return dim
 
     def init(self, params: Tensor, nodes: list[int]) -> FullState:
         del params

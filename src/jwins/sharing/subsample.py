@@ -27,6 +27,9 @@ class Subsample:
     def __init__(self, *, alpha: float = 0.1, metadata_cap: float = 0.5):
         self.alpha, self.metadata_cap = float(alpha), metadata_cap
 
+    def message_dim(self, dim: int) -> int:
+        return dim
+
     def init(self, params: Tensor, nodes: list[int]) -> SubsampleState:
         del params
         return SubsampleState(tuple(nodes))

@@ -85,6 +85,9 @@ class PartialModel:
         self.accumulate_averaging = accumulate_averaging
         self.selection = selection
 
+    def message_dim(self, dim: int) -> int:
+        return self.transform.dim(dim)
+
     def init(self, params: Tensor, nodes: list[int]) -> PartialState:
         z = self.transform.forward(params)
         return PartialState(tuple(nodes), z, torch.zeros_like(z))
