@@ -285,9 +285,11 @@ def femnist_user(n, seed):
 
 
 def write_femnist(d: Path):
-    write_leaf(d, "train", "all_data_0_niid_0_keep_0_train_9.json", {"f0001_41": femnist_user(3, 1), "f0002_07": femnist_user(2, 2)})
+    write_leaf(d, "train", "all_data_0_niid_0_keep_0_train_9.json",
+               {"f0001_41": femnist_user(3, 1), "f0002_07": femnist_user(2, 2)})
     write_leaf(d, "train", "all_data_1_niid_0_keep_0_train_9.json", {"f0003_13": femnist_user(4, 3)})
-    write_leaf(d, "test", "all_data_0_niid_0_keep_0_test_9.json", {"f0001_41": femnist_user(1, 4), "f0003_13": femnist_user(2, 5)})
+    write_leaf(d, "test", "all_data_0_niid_0_keep_0_test_9.json",
+               {"f0001_41": femnist_user(1, 4), "f0003_13": femnist_user(2, 5)})
 
 
 def test_femnist(tmp_path):
@@ -387,7 +389,8 @@ def test_shakespeare_leaf_json(tmp_path):
     text = "To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer~ The slings"
     xs = [text[i:i + 80] for i in range(5)]
     ys = [text[i + 80] for i in range(5)]
-    write_leaf(tmp_path, "train", "all_data_niid_0_train.json", {"HAMLET_HAMLET": (xs[:3], ys[:3]), "HAMLET_OPHELIA": (xs[3:], ys[3:])},
+    write_leaf(tmp_path, "train", "all_data_niid_0_train.json",
+               {"HAMLET_HAMLET": (xs[:3], ys[:3]), "HAMLET_OPHELIA": (xs[3:], ys[3:])},
                hierarchies=["HAMLET", "HAMLET"])
     write_leaf(tmp_path, "test", "all_data_niid_0_test.json", {"HAMLET_HAMLET": (xs[:1], ys[:1])})
     d = load("shakespeare", tmp_path)
@@ -398,7 +401,7 @@ def test_shakespeare_leaf_json(tmp_path):
     assert SHAKESPEARE_VOCAB[int(d.train_y[0])] == ys[0]
     assert d.train_groups.tolist() == [0, 0, 0, 1, 1] and d.meta["groups"] == ["HAMLET_HAMLET", "HAMLET_OPHELIA"]
     write_leaf(tmp_path, "test", "all_data_niid_0_test.json", {"HAMLET_HAMLET": (["too short"], ["x"])})
-    with pytest.raises(DataError, match=r"all_data_niid_0_test.json: user 'HAMLET_HAMLET': x\[0\] is not a string of 80"):
+    with pytest.raises(DataError, match=r"niid_0_test.json: user 'HAMLET_HAMLET': x\[0\] is not a string of 80"):
         load("shakespeare", tmp_path)
 
 
@@ -524,6 +527,7 @@ def test_movielens(tmp_path, fmt, sub):
     assert d.task == "regression" and d.num_classes == 0 and d.input_shape == (2,)
     assert d.train_x.dtype == torch.int64 and d.train_y.dtype == torch.float32
     assert d.meta["num_users"] == 3 and d.meta["num_items"] == 7
+    assert d.meta["mean_rating"] == pytest.approx(float(d.train_y.mean()))
     assert d.num_train + d.num_test == len(RATINGS)
     # per user: round(0.8 n) ratings in train (users 1, 3, 7 -> 0, 1, 2 after remapping)
     train_users = d.train_x[:, 0].numpy()

@@ -49,7 +49,8 @@ class FakeNet:
             if start >= len(body):
                 raise urllib.error.HTTPError(url, 416, "Range Not Satisfiable", {}, None)
             part = body[start:]
-            resp_headers = {"Content-Length": str(len(part)), "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
+            resp_headers = {"Content-Length": str(len(part)),
+                            "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
             status = 206
         else:
             part, status, resp_headers = body, 200, {"Content-Length": str(len(body))}
@@ -91,6 +92,7 @@ def test_fresh_download_is_verified_and_atomic(tmp_path, monkeypatch):
     use(monkeypatch, net, remote())
     out = download("mnist", tmp_path, progress=False)
     assert out == tmp_path / "mnist"
+    assert download("mnist", tmp_path / "mnist", progress=False) == out  # a root named like the dataset
     assert (out / "data.bin").read_bytes() == PAYLOAD
     assert not (out / "data.bin.part").exists()
     assert "Range" not in net.requests[0][1]

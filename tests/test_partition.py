@@ -183,8 +183,12 @@ def test_partition_errors():
     with pytest.raises(DataError, match="no natural groups"):
         partition("natural", make_dataset(groups=False), 3, rng())
     reg = make_dataset("regression")
-    for kind in ("shards", "dirichlet"):
-        with pytest.raises(DataError, match="regression"):
-            partition(kind, reg, 3, rng())
     assert_valid(partition("iid", reg, 3, rng()), 60, 3)
-    assert_valid(partition("natural", reg, 3, rng()), 60, 3)
+    natural_parts = partition("natural", reg, 3, rng())
+    for kind in ("shards", "dirichlet"):  # label skew means nothing for ratings: users (groups), else iid
+        with pytest.warns(UserWarning, match=f"{kind} partition skews class labels.*natural instead"):
+            parts = partition(kind, reg, 3, rng())
+        assert all(np.array_equal(a, b) for a, b in zip(parts, natural_parts))
+        with pytest.warns(UserWarning, match="iid instead"):
+            parts = partition(kind, make_dataset("regression", groups=False), 3, rng())
+        assert_valid(parts, 60, 3)

@@ -40,10 +40,18 @@ def _quote(value: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import format_summary, run
+    from .experiment import Interrupted, format_summary, run
 
+    if args.resume:
+        if args.config:
+            raise JwinsError("--resume RUN_DIR reads the run's own config.json; do not also give a config file")
+        args.config = args.resume
     cfg = _config_from(args)
-    result = run(cfg, quiet=args.quiet)
+    try:
+        result = run(cfg, quiet=args.quiet, run_dir=args.resume, resume=bool(args.resume))
+    except Interrupted as e:
+        print(f"jwins: {e}", file=sys.stderr)
+        return 130
     print(format_summary(result.summary))
     print(f"run directory: {result.run_dir}")
     return 0
@@ -71,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=False)
     p_run = sub.add_parser("run", help="run one experiment (default: digits, 16 nodes, full sharing)")
     _add_config_args(p_run)
+    p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p_run.set_defaults(func=cmd_run)
     p_data = sub.add_parser("data", help="list datasets, or download one (needs internet)")
     data_sub = p_data.add_subparsers(dest="action", required=True)

@@ -186,6 +186,7 @@ class EngineConfig:
 class NetworkConfig:
     bandwidth_mbps: float = 0.0   # per-node uplink bandwidth; 0 = not modelled
     latency_ms: float = 0.0       # per-message latency
+    per_link: bool = False        # bandwidth is per link (messages to neighbours in parallel), not per node
 
     def __post_init__(self) -> None:
         _check(self.bandwidth_mbps >= 0, f"network.bandwidth_mbps = {self.bandwidth_mbps} must be >= 0")
@@ -196,8 +197,12 @@ class NetworkConfig:
 class FaultsConfig:
     message_loss: float = 0.0     # probability that a message on a link is lost
     offline: float = 0.0          # probability that a node is offline for a round (no training, no sending)
+    stragglers: float = 0.0       # fraction of nodes that compute slowly (network time model only)
+    straggler_slowdown: float = 4.0  # their compute-time multiplier
 
     def __post_init__(self) -> None:
+        _check(0 <= self.stragglers <= 1, f"faults.stragglers = {self.stragglers} must be in [0, 1]")
+        _check(self.straggler_slowdown >= 1, f"faults.straggler_slowdown = {self.straggler_slowdown} must be >= 1")
         _check(0 <= self.message_loss <= 1, f"faults.message_loss = {self.message_loss} must be in [0, 1]")
         _check(0 <= self.offline < 1, f"faults.offline = {self.offline} must be in [0, 1)")
 

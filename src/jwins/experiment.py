@@ -9,7 +9,8 @@ import contextlib
 import json
 import os
 import resource
-import sys
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from . import config as config_mod
-from . import rng, topology, wire
+from . import checkpoint, rng, topology, wire
 from .config import Config
 from .data import datasets
 from .data.partition import partition as partition_data
@@ -76,12 +77,10 @@ def build_world(config: Config, nodes: list[int]) -> tuple[World, torch.Tensor]:
     if config.nodes > n_train:
         raise JwinsError(f"nodes = {config.nodes} > {n_train} training samples of {config.data.name}; "
                          "use fewer nodes or more data")
-    labels = dataset.train_y.numpy() if dataset.task == "classification" else None
     parts = partition_data(config.data.partition, dataset, config.nodes,
                            rng.stream(config.seed, "partition"),
                            shards_per_node=config.data.shards_per_node,
                            dirichlet_alpha=config.data.dirichlet_alpha)
-    del labels
     t = config.topology
     graph = topology.build(t.kind, config.nodes, degree=t.degree, probability=t.probability, path=t.path,
                            seed=config.seed)
@@ -181,14 +180,22 @@ class _NoTimer:
 
 
 def communicate(sharing, state, params: torch.Tensor, round: int, *, seed: int, graph: topology.Graph,
-                mixing: Mixing, transport, wire_config=None, timer=None) -> Exchanged:
-    """One round of communication for the hosted nodes: prepare, encode, exchange, decode, merge."""
+                mixing: Mixing, transport, wire_config=None, timer=None, offline: np.ndarray | None = None,
+                lost: np.ndarray | None = None) -> Exchanged:
+    """One round of communication for the hosted nodes: prepare, encode, exchange, decode, merge.
+
+    ``offline[i]``: node i neither sends nor averages (its parameters are kept); ``lost[j, i]``: the message
+    from j to i is lost on the way (it was still sent and counted). A receiver renormalises its
+    Metropolis-Hastings weights over the messages that arrived.
+    """
     timer = timer or _NoTimer()
     wire_config = wire_config or config_mod.WireConfig()
     nodes = list(mixing.nodes)
     with timer("prepare"):
         rngs = [rng.stream(seed, "sharing", node, round) for node in nodes]
         messages, state = sharing.prepare(state, params, round, rngs)
+    if offline is not None:
+        messages = [m for m in messages if not offline[m.sender]]
     with timer("encode"):
         index_codec = getattr(sharing, "index_codec", None) or wire_config.index_codec
         payloads = _encode_all(messages, index_codec, wire_config.value_codec, round)
@@ -202,24 +209,116 @@ def communicate(sharing, state, params: torch.Tensor, round: int, *, seed: int, 
         alphas[i] = 1.0 if m.indices is None else m.k / m.dim
     with timer("exchange"):
         raw = transport.exchange(payloads, graph, round)
+    if lost is not None or offline is not None:
+        raw = {i: [(j, data) for j, data in pairs
+                   if not (lost is not None and lost[j, i]) and not (offline is not None and offline[i])]
+               for i, pairs in raw.items()}
     with timer("decode"):
         inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round)
     with timer("merge"):
-        params, state = sharing.merge(state, params, inbox, mixing)
-    return Exchanged(params, state, messages, payloads, sent, alphas)
+        merged, state = sharing.merge(state, params, inbox, mixing)
+    if offline is not None and offline[nodes].any():
+        rows = torch.from_numpy(np.flatnonzero(offline[nodes])).to(params.device)
+        merged = merged.clone() if merged is params else merged
+        merged[rows] = params[rows]
+    return Exchanged(merged, state, messages, payloads, sent, alphas)
+
+
+class _GracefulStop:
+    """The first Ctrl-C asks the loop to stop after the current round (and write a checkpoint); the second
+    interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Interrupted(JwinsError):
+    """The run was stopped by Ctrl-C after writing a checkpoint."""
+
+
+def offline_nodes(config: Config, round: int) -> np.ndarray:
+    """[N_world] bool: nodes offline this round (they neither train, send, receive nor average)."""
+    if not config.faults.offline:
+        return np.zeros(config.nodes, dtype=bool)
+    return rng.stream(config.seed, "faults-offline", round).random(config.nodes) < config.faults.offline
+
+
+def lost_links(config: Config, round: int) -> np.ndarray | None:
+    """[N_world, N_world] bool: ``lost[j, i]`` if the message from j to i is lost this round."""
+    if not config.faults.message_loss:
+        return None
+    return rng.stream(config.seed, "faults-loss", round).random((config.nodes, config.nodes)) < \
+        config.faults.message_loss
+
+
+def stragglers(config: Config) -> np.ndarray:
+    """[N_world] compute-time multiplier of each node (``faults.straggler_slowdown`` for the stragglers)."""
+    slow = rng.stream(config.seed, "faults-stragglers").random(config.nodes) < config.faults.stragglers
+    return np.where(slow, config.faults.straggler_slowdown, 1.0)
+
+
+def network_time(config: Config, compute: np.ndarray, message_bytes: np.ndarray, degrees: np.ndarray) -> float:
+    """Modelled duration of one round: each node computes, then pushes its message to its neighbours; the
+    round ends when the slowest node is done.
+
+    Per node: ``compute_i + latency + bits_i / bandwidth`` where bits_i is the message times its degree over
+    one uplink of ``bandwidth_mbps`` (``network.per_link = false``), or one message per link when every link
+    has that bandwidth (``per_link = true``). Nodes that send nothing pay no latency.
+    """
+    net = config.network
+    sends = message_bytes > 0
+    volume = message_bytes * (1 if net.per_link else degrees)
+    transfer = volume * 8 / (net.bandwidth_mbps * 1e6) if net.bandwidth_mbps else np.zeros_like(compute)
+    per_node = compute + np.where(sends, net.latency_ms / 1e3 + transfer, 0.0)
+    return float(per_node.max()) if len(per_node) else 0.0
+
+
+def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
+    """``new`` with the given rows of every per-node tensor field put back to ``old``'s (offline nodes)."""
+    if not len(rows):
+        return new
+    fields = {}
+    for name, value in new._asdict().items():
+        before = getattr(old, name)
+        if isinstance(value, torch.Tensor) and isinstance(before, torch.Tensor) and value.shape == before.shape:
+            value = value.clone()
+            value[rows] = before[rows]
+            fields[name] = value
+    return new._replace(**fields)
+
+
+def _make_engine(config: Config):
+    from .engine.local import LocalEngine
+
+    return LocalEngine(config.nodes)
 
 
 def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path | None = None,
-        write: bool = True) -> Result:
+        write: bool = True, resume: bool = False) -> Result:
     """Run one experiment and return its :class:`Result`.
 
-    ``engine`` decides where nodes live (default: all in this process). Only rank 0 writes the run directory.
+    ``engine`` decides where nodes live (default: from ``config.engine``). Only rank 0 writes the run
+    directory. ``resume`` continues the run in ``run_dir`` from its last checkpoint; the metrics of a resumed
+    run are those of an uninterrupted one.
     """
-    from .engine.local import LocalEngine
-
     if config.engine.threads:
         torch.set_num_threads(config.engine.threads)
-    engine = engine or LocalEngine(config.nodes)
+    engine = engine or _make_engine(config)
     world, params = build_world(config, engine.nodes)
     sharing = make_sharing(config.sharing)
     trainer = Trainer(world.flat, world.dataset.train_x.to(params.device), world.dataset.train_y.to(params.device),
@@ -232,78 +331,117 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     hosted = np.asarray(world.nodes)
     eval_rows = np.flatnonzero(np.isin(hosted, world.eval_nodes))
     metric_name = "accuracy" if world.dataset.task == "classification" else "rmse"
+    slowdown = stragglers(config)[hosted]
+    modelled = bool(config.network.bandwidth_mbps or config.network.latency_ms)
 
-    writer = None
-    if write and engine.rank == 0:
-        out = Path(run_dir or config.out or default_run_dir(config))
-        writer = _RunWriter(out, config)
-    timer = _Timer()
+    out = Path(run_dir or config.out or default_run_dir(config))
+    resolved = config_mod.to_dict(config)
+    ckpt_path = checkpoint.path_for(out, engine.rank, engine.world_size)
     metrics: list[dict[str, Any]] = []
-    cumulative = 0.0
+    first_round = 0
+    if resume:
+        loaded = checkpoint.load(ckpt_path, config=resolved, shape=tuple(params.shape))
+        params = torch.from_numpy(np.array(loaded.params)).to(params.device)
+        if train_state.momentum is not None:
+            train_state.momentum = torch.from_numpy(np.array(loaded.momentum)).to(params.device)
+        share_state = checkpoint.restore_state(share_state, loaded.sharing, params.device)
+        first_round, metrics = loaded.round, loaded.metrics
+    cumulative = metrics[-1]["cumulative_bytes"] if metrics else 0.0
+    net_total = metrics[-1].get("network_seconds", 0.0) if metrics else 0.0
+    elapsed_before = metrics[-1]["seconds"] if metrics else 0.0
+
+    writer = _RunWriter(out, config, metrics) if write and engine.rank == 0 else None
+    timer = _Timer()
     start = time.perf_counter()
     bar = None
     if not quiet and engine.rank == 0:
         from tqdm import tqdm
-        bar = tqdm(total=config.rounds, desc=f"{config.sharing.algorithm}", unit="round", dynamic_ncols=True)
+        bar = tqdm(total=config.rounds, initial=first_round, desc=f"{config.sharing.algorithm}", unit="round",
+                   dynamic_ncols=True)
     last_acc = float("nan")
-    try:
-        for r in range(config.rounds):
-            round_start = time.perf_counter()
-            with timer("train"):
-                params, losses = trainer.round(train_state, params, r)
-            exchanged = communicate(sharing, share_state, params, r, seed=config.seed, graph=world.graph,
-                                    mixing=world.mixing, transport=engine.transport, wire_config=config.wire,
-                                    timer=timer)
-            params, share_state = exchanged.params, exchanged.state
-            sent = exchanged.sent
-            alphas = exchanged.alphas
-            evaluate_now = (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds
-            acc = loss = None
-            if evaluate_now:
-                with timer("evaluate"):
-                    acc_h, loss_h = evaluate(world.flat, params[eval_rows], world.test_x, world.test_y,
-                                             task=world.dataset.task, batch_size=config.eval.batch_size)
-                full_acc = np.full(len(hosted), np.nan)
-                full_loss = np.full(len(hosted), np.nan)
-                full_acc[eval_rows], full_loss[eval_rows] = acc_h, loss_h
-                acc, loss = engine.gather(full_acc), engine.gather(full_loss)
-            round_seconds = time.perf_counter() - round_start
-            losses_w, sent_w, alphas_w = engine.gather(losses), engine.gather(sent), engine.gather(alphas)
-            if engine.rank != 0:
-                continue
-            per_node = sent_w.sum(0) / config.nodes
-            cumulative += per_node[0]
-            record: dict[str, Any] = {
-                "round": r + 1,
-                "train_loss": _nanmean(losses_w),
-                "bytes_sent": float(per_node[0]),
-                "bytes_header": float(per_node[1]),
-                "bytes_indices": float(per_node[2]),
-                "bytes_values": float(per_node[3]),
-                "cumulative_bytes": float(cumulative),
-                "seconds": time.perf_counter() - start,
-                "round_seconds": round_seconds,
-            }
-            if not np.all(np.isnan(alphas_w)):
-                record["alpha"] = _nanmean(alphas_w)
-            if acc is not None:
-                a = acc[~np.isnan(acc)]
-                record.update(test_accuracy=float(a.mean()), test_accuracy_min=float(a.min()),
-                              test_accuracy_max=float(a.max()), test_loss=_nanmean(loss),
-                              test_metric_name=metric_name)
-                last_acc = record["test_accuracy"]
-            metrics.append(record)
-            if writer:
-                writer.append(record)
+    completed = first_round
+    with _GracefulStop() as stop:
+        try:
+            for r in range(first_round, config.rounds):
+                round_start = time.perf_counter()
+                offline = offline_nodes(config, r)
+                active = ~offline[hosted]
+                with timer("train"):
+                    params, losses = trainer.round(train_state, params, r, active)
+                before = share_state
+                exchanged = communicate(sharing, share_state, params, r, seed=config.seed, graph=world.graph,
+                                        mixing=world.mixing, transport=engine.transport, wire_config=config.wire,
+                                        timer=timer, offline=offline, lost=lost_links(config, r))
+                params, share_state = exchanged.params, exchanged.state
+                if offline.any():
+                    rows = np.flatnonzero(~active)
+                    share_state = _restore_rows(before, share_state, rows)
+                compute_seconds = time.perf_counter() - round_start
+                evaluate_now = (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds
+                acc = loss = None
+                if evaluate_now:
+                    with timer("evaluate"):
+                        acc_h, loss_h = evaluate(world.flat, params[eval_rows], world.test_x, world.test_y,
+                                                 task=world.dataset.task, batch_size=config.eval.batch_size)
+                    full_acc = np.full(len(hosted), np.nan)
+                    full_loss = np.full(len(hosted), np.nan)
+                    full_acc[eval_rows], full_loss[eval_rows] = acc_h, loss_h
+                    acc, loss = engine.gather(full_acc), engine.gather(full_loss)
+                round_seconds = time.perf_counter() - round_start
+                per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * slowdown
+                message_bytes = exchanged.sent[:, 0] / np.maximum(world.graph.degrees[hosted], 1)
+                gathered = engine.gather(np.column_stack([losses, exchanged.sent, exchanged.alphas,
+                                                          per_node_compute, message_bytes]))
+                completed = r + 1
+                if engine.rank == 0:
+                    losses_w, sent_w, alphas_w = gathered[:, 0], gathered[:, 1:5], gathered[:, 5]
+                    per_node = sent_w.sum(0) / config.nodes
+                    cumulative += per_node[0]
+                    record: dict[str, Any] = {
+                        "round": r + 1,
+                        "train_loss": _nanmean(losses_w),
+                        "bytes_sent": float(per_node[0]),
+                        "bytes_header": float(per_node[1]),
+                        "bytes_indices": float(per_node[2]),
+                        "bytes_values": float(per_node[3]),
+                        "cumulative_bytes": float(cumulative),
+                        "seconds": elapsed_before + time.perf_counter() - start,
+                        "round_seconds": round_seconds,
+                    }
+                    if not np.all(np.isnan(alphas_w)):
+                        record["alpha"] = _nanmean(alphas_w)
+                    if offline.any():
+                        record["offline"] = int(offline.sum())
+                    if modelled:
+                        net_total += network_time(config, gathered[:, 6], gathered[:, 7], world.graph.degrees)
+                        record["network_seconds"] = net_total
+                    if acc is not None:
+                        a = acc[~np.isnan(acc)]
+                        record.update(test_accuracy=float(a.mean()), test_accuracy_min=float(a.min()),
+                                      test_accuracy_max=float(a.max()), test_loss=_nanmean(loss),
+                                      test_metric_name=metric_name)
+                        last_acc = record["test_accuracy"]
+                    metrics.append(record)
+                    if writer:
+                        writer.append(record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['train_loss']:.3f}", **{metric_name[:3]: f"{last_acc:.3f}"},
+                                        MB=f"{cumulative / 1e6:.2f}", refresh=False)
+                        bar.update(1)
+                due = config.checkpoint.every and (r + 1) % config.checkpoint.every == 0
+                if write and (due or stop.requested):
+                    checkpoint.save(ckpt_path, round=r + 1, config=resolved, params=params,
+                                    momentum=train_state.momentum, sharing_state=share_state, metrics=metrics)
+                if stop.requested and r + 1 < config.rounds:
+                    raise Interrupted(f"stopped after round {r + 1} of {config.rounds}; a checkpoint is in {out}: "
+                                      f"continue with `jwins run --resume {out}`")
+        finally:
             if bar is not None:
-                bar.set_postfix(loss=f"{record['train_loss']:.3f}", **{metric_name[:3]: f"{last_acc:.3f}"},
-                                MB=f"{cumulative / 1e6:.2f}", refresh=False)
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
+            if writer and completed < config.rounds:
+                writer.close()
     seconds = time.perf_counter() - start
-    summary = _summary(config, metrics, seconds, timer.totals) if engine.rank == 0 else {}
+    summary = _summary(config, metrics, elapsed_before + seconds, timer.totals) if engine.rank == 0 else {}
     if writer:
         writer.finish(summary)
     return Result(config, writer.dir if writer else None, metrics, summary, params, timer.totals)
@@ -339,13 +477,20 @@ def _summary(config: Config, metrics: list[dict], seconds: float, phases: dict[s
 
 
 class _RunWriter:
-    """The run directory: config.json at the start, metrics.jsonl line by line, summary.json at the end."""
+    """The run directory: config.json at the start, metrics.jsonl line by line, summary.json at the end.
 
-    def __init__(self, out: Path, config: Config):
+    A resumed run starts metrics.jsonl again from the checkpoint's records, so no round is lost or repeated.
+    """
+
+    def __init__(self, out: Path, config: Config, metrics_so_far: list[dict] = ()):
         self.dir = out
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / "config.json", json.dumps(config_mod.to_dict(config), indent=2) + "\n")
-        self._metrics = open(out / "metrics.jsonl", "w")
+        _atomic_write(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics_so_far))
+        self._metrics = open(out / "metrics.jsonl", "a")
+
+    def close(self) -> None:
+        self._metrics.close()
 
     def append(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
@@ -380,7 +525,3 @@ def format_summary(summary: dict) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)

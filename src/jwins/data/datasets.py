@@ -388,10 +388,15 @@ def describe() -> list[dict]:
     out = []
     for name in DATASETS:
         if name == "digits":
-            where = candidate_roots(name)
+            try:
+                where = _sklearn_data_dir()
+                found = (where / "digits.csv.gz").is_file()
+            except DataError:
+                where, found = None, False
             out.append(
-                {"name": name, "found": True, "path": str(where[0]), "format": "sklearn",
-                 "searched": [str(p) for p in where], "how": how_to_get(name)}
+                {"name": name, "found": found, "path": str(where) if found else None,
+                 "format": "sklearn" if found else None, "searched": [str(where)] if where else [],
+                 "how": how_to_get(name)}
             )
             continue
         located, tried = _find(name)
@@ -895,7 +900,9 @@ def _load_shakespeare_leaf(d: Path, max_samples: int) -> Dataset:
 
 # Act headings: "ACT I.", "ACT 1", "Act II", "Actus Primus".  A file holding several plays (Gutenberg's complete
 # works) is cut into segments where an "ACT I" follows a later act, so roles of different plays are kept apart.
-_ACT = re.compile(r"^\s*(?:(?:ACT|Act)\s+(?P<num>[IVX]+|\d+)\b|Actus\s+(?P<latin>Primus|Secundus|Tertius|Quartus|Quintus)\b)")
+_ACT = re.compile(
+    r"^\s*(?:(?:ACT|Act)\s+(?P<num>[IVX]+|\d+)\b|Actus\s+(?P<latin>Primus|Secundus|Tertius|Quartus|Quintus)\b)"
+)
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6}
 _LATIN = {"Primus": 1, "Secundus": 2, "Tertius": 3, "Quartus": 4, "Quintus": 5}
 _NAME = r"[A-Z][A-Za-z'&]*(?:[ -][A-Za-z'&]+){0,3}"
@@ -1118,5 +1125,6 @@ def _load_movielens(path: Path, fmt: str, max_samples: int) -> Dataset:
         input_shape=(2,),
         train_groups=users[tr].astype(np.int64),
         meta={"root": str(path.parent), "file": str(path), "format": fmt, "num_users": num_users,
-              "num_items": num_items, "rating_min": float(ratings.min()), "rating_max": float(ratings.max())},
+              "num_items": num_items, "rating_min": float(ratings.min()), "rating_max": float(ratings.max()),
+              "mean_rating": float(ratings[tr].mean()) if len(tr) else 0.0},
     )

@@ -369,7 +369,7 @@ def _get(remote: Remote, dest: Path, progress: bool) -> None:
 
 
 def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Path:
-    """Fetch dataset ``name`` into ``root/<name>`` and return that directory.
+    """Fetch dataset ``name`` into ``root/<name>`` (or ``root`` itself if it is named ``<name>``); return it.
 
     ``name`` is one of :data:`jwins.data.DATASETS`, or a MovieLens release (``ml-latest-small`` -- the one
     ``movielens`` gets --, ``ml-100k``, ``ml-1m``), fetched into ``root/movielens/<release>``.  Files already
@@ -391,7 +391,8 @@ def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Pa
             raise DataError(f"{name} cannot be downloaded ready-made; it is built by LEAF's scripts:\n"
                             + _LEAF_STEPS[name])
         remotes = SOURCES[name]
-    dest = Path(root).expanduser() / name
+    root = Path(root).expanduser()
+    dest = root if root.name == name else root / name  # "--root ~/data/mnist" means that folder itself
     dest.mkdir(parents=True, exist_ok=True)
     for remote in remotes:
         _get(remote, dest, progress)

@@ -8,6 +8,7 @@ every training sample (nothing is dropped) and are all non-empty; a partition th
 from __future__ import annotations
 
 import heapq
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -159,8 +160,9 @@ def partition(
 ) -> list[np.ndarray]:
     """Partition ``dataset``'s training set by ``kind`` (one of :data:`PARTITIONS`).
 
-    ``natural`` needs ``dataset.train_groups``.  ``shards`` and ``dirichlet`` skew class labels, so they need
-    a classification dataset; a regression dataset (MovieLens) takes ``natural`` or ``iid``.
+    ``natural`` needs ``dataset.train_groups``.  ``shards`` and ``dirichlet`` skew class labels; asked of a
+    regression dataset (MovieLens) they fall back, with a warning, to ``natural`` when it has groups (users),
+    else to ``iid``.
     """
     if kind not in PARTITIONS:
         raise DataError(f"unknown partition {kind!r}; valid: {', '.join(PARTITIONS)}")
@@ -173,10 +175,15 @@ def partition(
             )
         return natural(dataset.train_groups, num_nodes, rng)
     if kind in ("shards", "dirichlet") and dataset.task != "classification":
-        raise DataError(
-            f"the {kind} partition skews class labels, but {dataset.name!r} is a {dataset.task} dataset; "
-            "use natural or iid"
+        fallback = "natural" if dataset.train_groups is not None else "iid"
+        warnings.warn(
+            f"the {kind} partition skews class labels, but {dataset.name!r} is a {dataset.task} dataset: "
+            f"partitioning it {fallback} instead (set data.partition to natural or iid to silence this)",
+            stacklevel=2,
         )
+        kind = fallback
+        if kind == "natural":
+            return natural(dataset.train_groups, num_nodes, rng)
     if kind == "iid":
         return iid(labels, num_nodes, rng)
     if kind == "shards":

@@ -109,8 +109,9 @@ def _encode_extras(extra: dict) -> bytes:
 def _all_finite(values: np.ndarray) -> bool:
     """Whether every float32 value is finite. Fast path: a sum of squares is finite only if every term is
     (squares are non-negative, so inf cannot cancel); if it is not (overflow is possible), check exactly."""
-    if math.isfinite(float(np.dot(values, values))):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(np.dot(values, values))):
+            return True
     return bool(np.isfinite(values).all())
 
 
