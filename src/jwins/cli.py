@@ -53,7 +53,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"jwins: {e}", file=sys.stderr)
         return 130
     print(format_summary(result.summary))
+    if not args.no_plots and result.run_dir is not None:
+        from . import report
+
+        report.plot_run(result.run_dir)
     print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import report
+    from .compare import compare
+
+    cfg = _config_from(args)
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    result = compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out, quiet=args.quiet)
+    print(report.format_table(result.rows))
+    if result.target is not None:
+        print(f"target: {result.target:.4g} ({'given' if args.target is not None else '95% of full sharing'})")
+    print(f"comparison directory: {result.dir}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import report
+
+    if len(args.runs) == 1:
+        paths = report.plot_run(args.runs[0], args.out)
+    else:
+        paths = report.plot_runs(args.runs, args.out or "plots")
+    for path in paths:
+        print(path)
     return 0
 
 
@@ -79,8 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=False)
     p_run = sub.add_parser("run", help="run one experiment (default: digits, 16 nodes, full sharing)")
     _add_config_args(p_run)
+    p_run.add_argument("--no-plots", action="store_true", help="do not draw the figures at the end")
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p_run.set_defaults(func=cmd_run)
+    p_cmp = sub.add_parser("compare", help="run several algorithms on identical settings and tabulate them")
+    _add_config_args(p_cmp)
+    p_cmp.add_argument("--algorithms", default="full,jwins,choco,topk,subsample",
+                       help="comma-separated algorithms (default: full,jwins,choco,topk,subsample)")
+    p_cmp.add_argument("--sweep", action="append", default=[], metavar="ALG:KEY=V1,V2",
+                       help="try several values of a setting for one algorithm and keep its best, "
+                            "e.g. --sweep choco:sharing.gamma=0.05,0.1,0.2,0.5")
+    p_cmp.add_argument("--target", type=float, help="target accuracy (fraction) for rounds/bytes-to-target "
+                                                     "(default: 95%% of full sharing's final accuracy)")
+    p_cmp.set_defaults(func=cmd_compare)
+    p_plot = sub.add_parser("plot", help="redraw the figures of one or more run directories")
+    p_plot.add_argument("runs", nargs="+", help="run directories")
+    p_plot.add_argument("--out", help="directory for the figures (default: RUN_DIR/plots, or ./plots for several)")
+    p_plot.set_defaults(func=cmd_plot)
     p_data = sub.add_parser("data", help="list datasets, or download one (needs internet)")
     data_sub = p_data.add_subparsers(dest="action", required=True)
     data_sub.add_parser("list", help="where each dataset was found, or where it is looked for")

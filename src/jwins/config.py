@@ -346,6 +346,21 @@ def _set(tree: dict[str, Any], dotted: str, value: str) -> None:
     node[parts[-1]] = value
 
 
+def override(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """``config`` with ``section.key=value`` overrides applied (validated like the command line's)."""
+    tree = to_dict(config)
+    _apply(tree, overrides)
+    return from_dict(tree)
+
+
+def _apply(tree: dict[str, Any], overrides) -> None:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. topology.degree=6")
+        key, value = item.split("=", 1)
+        _set(tree, key, _Raw(value.strip()))
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML config or a run directory's config.json (or a run directory itself)."""
     path = Path(path)
@@ -369,11 +384,7 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     ``[0.1,0.2]`` and strings may be bare words.
     """
     tree: dict[str, Any] = read_file(path) if path else {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} must look like section.key=value, e.g. topology.degree=6")
-        key, value = item.split("=", 1)
-        _set(tree, key, _Raw(value.strip()))
+    _apply(tree, overrides)
     for key, value in values.items():
         if value is not None:
             _set(tree, key, value)

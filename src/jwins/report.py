@@ -426,8 +426,12 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
     y_label = "test accuracy (%)" if acc else "test RMSE (lower is better)"
     sub = _subtitle(runs)
     head = f"{title}: {sub}" if title and sub else (title or sub)
-    style = {r.label: (f"C{i % 10}", MARKERS[i % len(MARKERS)], LINESTYLES[(i // 10) % len(LINESTYLES)])
-             for i, r in enumerate(runs)}
+    styles = {id(r): (f"C{i % 10}", MARKERS[i % len(MARKERS)], LINESTYLES[(i // 10) % len(LINESTYLES)])
+              for i, r in enumerate(runs)}  # one colour, marker and line style per run, the same in every figure
+
+    def style(r: Run) -> tuple[str, str, Any]:
+        return styles[id(r)]
+
     written: list[Path] = []
 
     def new(name: str):
@@ -474,7 +478,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
             ev = [m for m in r.evaluated if _finite(x_of(m))]
             if not ev:
                 continue
-            color, marker, ls = style[r.label]
+            color, marker, ls = style(r)
             x = [x_of(m) for m in ev]
             y = [m["test_accuracy"] * scale for m in ev]
             single = len(runs_) == 1
@@ -491,7 +495,9 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
             else:
                 ax.fill_between(x, lo, hi, color=color, alpha=0.15 if len(runs_) <= 3 else 0.1, lw=0,
                                 label="min–max over nodes" if single else None)
-        _metric_limits(ax, runs_, acc, scale)
+        if acc:  # percentages: never below 0 or above 100, whatever the band's margin
+            lo_, hi_ = ax.get_ylim()
+            ax.set_ylim(max(0.0, lo_), min(100.5, hi_))
 
     int_rounds = MaxNLocator(integer=True)
 
@@ -518,7 +524,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
         pts = [(m["round"], m["train_loss"]) for m in r.metrics if _finite(m.get("train_loss"))]
         if not pts:
             continue
-        color, marker, ls = style[r.label]
+        color, marker, ls = style(r)
         x, y = zip(*pts)
         losses += y
         ax.plot(x, y, color=color, ls=ls, lw=1.4, marker=None if len(runs) == 1 else marker, ms=4,
@@ -538,7 +544,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
         fixed: dict[float, list[tuple[Run, list, list]]] = {}
         for r in with_alpha:
             pts = [(m["round"], 100 * m["alpha"]) for m in r.metrics if _finite(m.get("alpha"))]
-            color, marker, ls = style[r.label]
+            color, marker, ls = style(r)
             x, y = zip(*pts)
             mean = sum(y) / len(y)
             if max(y) - min(y) < 1e-9 * max(1.0, abs(mean)):  # a fixed alpha: a horizontal line
@@ -551,7 +557,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
                            label=f"mean {mean:.3g}%" if single else None)
         for value, group in fixed.items():  # runs with the same fixed alpha share one line (they would hide
             names = ", ".join(r.label for r, _, _ in group)  # each other)
-            color = style[group[0][0].label][0] if len(group) == 1 else "0.3"
+            color = style(group[0][0])[0] if len(group) == 1 else "0.3"
             x = sorted({v for _, xs, _ in group for v in xs})
             ax.plot(x, [value] * len(x), color=color, lw=2.0, zorder=1,
                     label=textwrap.fill(f"{names}: fixed {value:.3g}%", 48))
@@ -576,12 +582,3 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
         ax.set_ylabel(y_label)
         save(fig, ax, "accuracy_time")
     return written
-
-
-def _metric_limits(ax, runs: list[Run], acc: bool, scale: float) -> None:
-    """Accuracy axes: 0..100 is wasteful when all runs sit at 80-95%; zoom to the data with some margin,
-    but keep the lower end where the early rounds are visible."""
-    if not acc:
-        return
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(max(0.0, lo), min(100.0, hi + 0.5) if hi > 0 else 100.0)
