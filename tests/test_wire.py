@@ -531,8 +531,9 @@ def _cases():
         ("only magic", b"JWNS", "message truncated"),
         ("bad version", good[:4] + b"\x07" + good[5:], r"unsupported format version 7 \(this jwins reads version 1\)"),
         ("short header", good[:20], "message truncated: 20 bytes"),
-        ("truncated values", good[:-10], "message truncated: header says 16 value bytes but only 10 remain"),
-        ("truncated index", good[:34 + extras_len + 2], "message truncated: header says"),
+        ("truncated values", good[:-10], "message truncated: header says 16 value bytes but only 6 remain"),
+        ("truncated index", good[:34 + extras_len + 2 + 4], "message truncated: header says 3 index bytes but only 2"),
+        ("truncated extras", good[:34 + extras_len + 2], "message truncated inside extra 0 of 1"),
         ("truncated crc", good[:-2], "message truncated"),
         ("extended", good + b"\x00\x00", "2 bytes more than its header's sizes add up to"),
         ("crc", good[:-1] + bytes([good[-1] ^ 1]), "CRC mismatch"),
@@ -542,7 +543,7 @@ def _cases():
         ("unknown value codec", _patch(good, 7, "<B", 200), "unknown value codec id 200"),
         ("too many extras", _patch(good, 9, "<B", 33), "33 extras"),
         ("k > dim", _rebuild(isec, vsec, dim=3), "k=4 > dim=3"),
-        ("sizes do not add up", _patch(good, 26, "<I", len(isec) + 1), "message truncated: header says 17 value"),
+        ("sizes do not add up", _patch(good, 26, "<I", len(isec) + 1), "header says 16 value bytes but only 15 remain"),
         ("sizes do not add up 2", _patch(good, 30, "<I", 15), "1 bytes more than"),
         ("values wrong count", _rebuild(isec, vsec[:12]), "float32 value section must hold 4\\*k=16 bytes"),
         ("values wrong count f16", _rebuild(isec, vsec[:6], value_codec=1), "float16 value section must hold"),
@@ -565,13 +566,14 @@ def _cases():
         ("gamma trailing garbage", _rebuild(isec + b"\x00", F32_VALUES), "its 4 codes need 3"),
         ("gamma padding bits", _rebuild(bytes([isec[0], isec[1] | 0x01]) + isec[2:], F32_VALUES),
          "non-zero padding bits"),
-        ("gamma stream2 padding", _rebuild(isec[:-1] + bytes([isec[-1] | 0x01]), F32_VALUES),
-         "non-zero padding bits at its end"),
+        ("gamma stream2 padding", _rebuild(bytes.fromhex("724079"), F32_VALUES + F32_VALUES[:4], k=5, dim=20),
+         "non-zero padding bits at its end"),  # the golden message's index section, last padding bit set
         ("gamma out of range", _rebuild(isec, F32_VALUES, dim=30), "index 30 out of range for dim 30"),
         ("gamma param", _rebuild(isec, F32_VALUES, param=3), "takes no parameter"),
         ("gamma k=0 with bytes", _rebuild(b"\x80", b"", k=0), "must be empty for k=0"),
-        ("gamma too many codes", _rebuild(isec, np.zeros(5, np.float32).tobytes(), k=5), "ends early"),
-        ("gamma huge exponent", _rebuild(b"\x00\x00\x00\x00\x00\x80" + bytes(6), F32_VALUES[:4], k=1, dim=2**32 - 1),
+        ("gamma too many codes", _rebuild(isec, np.zeros(20, np.float32).tobytes(), k=20), "ends early"),
+        ("gamma extra code", _rebuild(isec, np.zeros(5, np.float32).tobytes(), k=5), "non-zero padding bits"),
+        ("gamma huge exponent", _rebuild(b"\x00\x00\x00\x00\x00\x80" + bytes(5), F32_VALUES[:4], k=1, dim=2**32 - 1),
          "gap has 41 bits"),
         # dim expectations and allocation caps
         ("seed needs extras", _rebuild(b"", F32_VALUES, index_codec=4), "mask_seed"),
@@ -595,7 +597,8 @@ def _cases():
         ("extra bad utf8", _rebuild(isec, vsec, extras=_extra(b"\xff\xfe", 1.0)), "not valid utf-8"),
         ("extra duplicate", _rebuild(isec, vsec, extras=_extra(b"a", 1.0) + _extra(b"a", 2.0)), "duplicate extra"),
         ("extra nan", _rebuild(isec, vsec, extras=_extra(b"a", float("nan"))), "not finite"),
-        ("extra truncated", _patch(good, 9, "<B", 2), "truncated inside extra 1"),
+        ("extra truncated", _patch(_rebuild(b"", b"", k=0), 9, "<B", 1), "truncated inside extra 0 of 1"),
+        ("extra key past end", _patch(good, 9, "<B", 2), "extra 1 has a 82-byte key"),
     ]
     # rice streams
     rgood = _base("rice")
@@ -716,6 +719,43 @@ def test_fuzz_random_bytes():
     for _ in range(1500):  # valid magic and version, random rest, valid CRC
         n = int(rng.integers(0, 200))
         _fuzz_one(_recrc(b"JWNS\x01" + rng.integers(0, 256, n, dtype=np.uint8).tobytes() + b"\0\0\0\0"))
+
+
+def test_fuzz_structured_headers():
+    """Plausible headers (consistent sizes, valid CRC) over random sections: exercises every codec decoder."""
+    rng = np.random.default_rng(99)
+    reached = set()
+    for _ in range(4000):
+        dense = rng.random() < 0.15
+        index_codec = 0 if dense else int(rng.integers(1, 5))
+        value_codec = int(rng.integers(0, 4))
+        dim = int(rng.choice([0, 1, 7, 8, 9, 64, 300, 2**32 - 1])) if rng.random() < 0.3 else int(rng.integers(0, 400))
+        k = dim if dense else int(rng.integers(0, min(dim, 300) + 1))
+        if rng.random() < 0.05:
+            k = int(rng.integers(0, 2**32))
+        ibytes = int(rng.integers(0, 60)) if index_codec in (1, 2) else (
+            (dim + 7) // 8 if index_codec == 3 and dim < 4096 else int(rng.integers(0, 3)))
+        vbytes = {0: 4 * k, 1: 2 * k, 2: 2 * k}.get(value_codec, int(rng.integers(0, 60)))
+        if vbytes > 4096 or rng.random() < 0.1:
+            vbytes = int(rng.integers(0, 64))
+        if rng.random() < 0.5:  # mostly-zero streams decode further than uniformly random ones
+            index = (rng.random(ibytes) < 0.2).astype(np.uint8) * rng.integers(0, 256, ibytes, dtype=np.uint8)
+        else:
+            index = rng.integers(0, 256, ibytes, dtype=np.uint8)
+        values = rng.standard_normal(vbytes // 4 + 1).astype(np.float32).tobytes()[:vbytes]
+        extras = b""
+        if index_codec == 4 or rng.random() < 0.2:
+            extras = _extra(b"mask_seed", float(rng.integers(0, 50))) + _extra(b"alpha", float(rng.random()))
+        data = _rebuild(index.tobytes(), values, flags=int(dense), index_codec=index_codec, value_codec=value_codec,
+                        param=int(rng.integers(0, 33)) if index_codec == 2 else 0, dim=dim, k=k, extras=extras)
+        try:
+            decode(data)
+            reached.add("ok")
+        except WireError as exc:
+            assert INTERNAL not in str(exc), str(exc)
+            reached.add("".join(c for c in str(exc) if not c.isdigit())[:30])
+    assert len(reached) > 25, reached  # the fuzzer reaches many different checks, and successes
+    assert "ok" in reached
 
 
 @pytest.mark.parametrize("recompute_crc", [False, True])

@@ -26,14 +26,15 @@ __all__ = ["Run", "read_run", "plot_run", "plot_runs", "target_reached", "compar
            "markdown_table"]
 
 MB = 1e6
+# the figures' file stems, in the order written (alpha and accuracy_time only when the run recorded them)
 FIGURES = ("accuracy_rounds", "accuracy_bytes", "loss", "alpha", "accuracy_time")
 
 
 # --------------------------------------------------------------------------------------------- reading
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Run:
-    """One run directory read back."""
+    """One run directory read back (compared and hashed by identity)."""
     dir: Path
     config: dict[str, Any]
     metrics: list[dict[str, Any]]
@@ -413,6 +414,17 @@ def _subtitle(runs: list[Run]) -> str:
     return ", ".join(parts)
 
 
+def _heading(title: str | None, runs: list[Run]) -> str:
+    """The second title line: ``title`` with the dataset and node count appended unless it names them."""
+    datasets = sorted({str(r.dataset) for r in runs if r.dataset})
+    nodes = sorted({r.nodes for r in runs if r.nodes})
+    sub = _subtitle(runs)
+    if not title:
+        return sub
+    named = all(d in title for d in datasets) and (not nodes or f"{'/'.join(map(str, nodes))} nodes" in title)
+    return title if named or not sub else f"{title}: {sub}"
+
+
 def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -424,8 +436,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
     acc = metric == "accuracy"
     scale = 100.0 if acc else 1.0
     y_label = "test accuracy (%)" if acc else "test RMSE (lower is better)"
-    sub = _subtitle(runs)
-    head = f"{title}: {sub}" if title and sub else (title or sub)
+    head = _heading(title, runs)
     styles = {id(r): (f"C{i % 10}", MARKERS[i % len(MARKERS)], LINESTYLES[(i // 10) % len(LINESTYLES)])
               for i, r in enumerate(runs)}  # one colour, marker and line style per run, the same in every figure
 
@@ -530,8 +541,9 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
         ax.plot(x, y, color=color, ls=ls, lw=1.4, marker=None if len(runs) == 1 else marker, ms=4,
                 markevery=markevery(len(x)), label=r.label)
     pos = [v for v in losses if v > 0]
-    if pos and len(pos) == len(losses) and max(pos) / min(pos) > 10:
+    if pos and len(pos) == len(losses) and max(pos) / min(pos) > 10:  # spans a decade or more
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(int_rounds)
     ax.set_ylabel("training loss (mean over nodes" + (", log scale)" if ax.get_yscale() == "log" else ")"))

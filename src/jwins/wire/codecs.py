@@ -62,19 +62,24 @@ class ValueCodec(NamedTuple):
 MAX_UNBACKED_ELEMENTS = 2**24
 
 _U64 = np.uint64
-_I64 = np.int64
 _accumulate = np.add.accumulate  # np.cumsum without its per-call overhead
 _reduce = np.add.reduce
 _ARANGE = np.arange(0, dtype=np.int64)
+_ARANGE_CACHE_MAX = 1 << 21
 
 
 def _arange(n: int) -> np.ndarray:
-    """``np.arange(n)`` as a read-only view of a cached array (saves an allocation per message)."""
+    """``np.arange(n)``, int64, read-only: a view of a cached array up to a few million entries."""
     global _ARANGE
-    if _ARANGE.shape[0] < n:
-        _ARANGE = np.arange(max(n, 2 * _ARANGE.shape[0]), dtype=np.int64)
-        _ARANGE.flags.writeable = False
-    return _ARANGE[:n]
+    cached = _ARANGE
+    if cached.shape[0] >= n:
+        return cached[:n]
+    if n > _ARANGE_CACHE_MAX:
+        return np.arange(n, dtype=np.int64)
+    cached = np.arange(min(max(n, 2 * cached.shape[0]), _ARANGE_CACHE_MAX), dtype=np.int64)
+    cached.flags.writeable = False
+    _ARANGE = cached
+    return cached[:n]
 
 
 def _as_u8(section: Any) -> np.ndarray:
@@ -174,8 +179,9 @@ def _pack_fields(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, to
     return words.astype(">u4").tobytes()[: (total_bits + 7) >> 3]
 
 
-def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Read back the fields written by :func:`_pack_fields` (widths <= 32): one 64-bit window per field."""
+def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray | int) -> np.ndarray:
+    """Read back the fields written by :func:`_pack_fields` (widths <= 32, an array or one int for all):
+    one 64-bit window per field."""
     n = len(stream)
     # rev holds 8 zero bytes, then the stream backwards: the little-endian 64-bit word at rev[n - p] is the
     # big-endian word made of stream bytes p..p+7 (zero past the end). Reading native little-endian words
@@ -187,7 +193,10 @@ def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray) -> np.n
     np.subtract(n, pos, out=pos)
     window = np.take(view, pos)
     window <<= (offsets & 7).view(_U64)  # drop the bits before the field (at most 7)
-    window >>= (64 - widths).view(_U64)  # keep its width (shifting by 64 gives 0 for an empty field)
+    if isinstance(widths, int):
+        window >>= _U64(64 - widths)
+    else:
+        window >>= (64 - widths).view(_U64)  # keep its width (shifting by 64 gives 0 for an empty field)
     return window.view(np.int64)
 
 
@@ -199,8 +208,10 @@ def _check_padding(stream: Any, total_bits: int, what: str) -> None:
 
 
 def _finish_gaps(gaps: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """Indices from gaps (first gap = first index + 1), in place; checks the last index against dim."""
+    if gaps.shape[0]:
+        gaps[0] -= 1
     indices = _accumulate(gaps, out=gaps)
-    indices -= 1
     if indices.shape[0] and indices[-1] >= dim:
         raise WireError(f"index {int(indices[-1])} out of range for dim {dim} ({what} codec)")
     return indices
@@ -283,22 +294,26 @@ def _rice_parameter(x: np.ndarray, total: int) -> tuple[int, int]:
     """The r in 0..31 minimising the exact Rice bit length of ``x`` (whose sum is ``total``), and that length.
 
     The length is convex in r (its forward difference ``k - sum(ceil((x >> r) / 2))`` never decreases), so
-    a walk downhill from the estimate ``floor(log2(mean))`` finds the minimum in a few passes.
+    a walk downhill from the estimate ``floor(log2(mean))`` finds the minimum in a few passes. Among equal
+    lengths the smallest r is chosen.
     """
     k = x.shape[0]
     if k == 0:
         return 0, 0
     r = min(31, max(0, (total // k).bit_length() - 1))
     cost = _rice_cost(x, r)
-    for step in (1, -1):
-        moved = False
-        while 0 <= r + step <= 31:
-            c = _rice_cost(x, r + step)
+    start = r
+    while r > 0:  # downhill (or level: the smallest minimiser wins) towards smaller r
+        c = _rice_cost(x, r - 1)
+        if c > cost:
+            break
+        r, cost = r - 1, c
+    if r == start:
+        while r < 31:  # strictly downhill towards larger r
+            c = _rice_cost(x, r + 1)
             if c >= cost:
                 break
-            r, cost, moved = r + step, c, True
-        if moved:
-            break
+            r, cost = r + 1, c
     return r, cost
 
 
@@ -345,17 +360,19 @@ def _rice_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.
         raise WireError(f"rice index section has {size} bytes, its {k} codes need {s1_bytes + s2_bytes}")
     if int(cq[-1]) > (dim >> r):  # the gaps would sum beyond dim: reject before shifting
         raise WireError(f"index out of range for dim {dim}: rice quotients sum beyond it")
-    q = _diff0(cq)
     if r:
         s2 = section[s1_bytes:]
         _check_padding(s2, k * r, "rice")
-        gaps = _gather_fields(s2, _arange(k) * r, np.full(k, r, dtype=np.int64))
-        q <<= r
-        gaps |= q
+        x = _gather_fields(s2, _arange(k) * r, r)  # the remainders
+        _accumulate(x, out=x)
+        cq <<= r
+        x += cq  # cumulative sum of (gap - 1) = (quotients << r) + remainders, summed
     else:
-        gaps = q
-    gaps += 1
-    return _finish_gaps(gaps, dim, "rice")
+        x = cq
+    x += _arange(k)  # index i = sum of gaps - 1 = sum of (gap - 1) + i
+    if x[-1] >= dim:
+        raise WireError(f"index {int(x[-1])} out of range for dim {dim} (rice codec)")
+    return x
 
 
 def _rice_size_of(indices: np.ndarray, dim: int) -> int:
@@ -535,7 +552,8 @@ def _f32_decode(section: Any, k: int) -> np.ndarray:
 
 
 def _f16_encode(values: np.ndarray) -> bytes:
-    half = values.astype("<f2")  # IEEE round-to-nearest-even
+    with np.errstate(over="ignore"):
+        half = values.astype("<f2")  # IEEE round-to-nearest-even; overflow gives inf, rejected below
     bad = np.count_nonzero(~np.isfinite(half))
     if bad:
         raise ValueError(f"float16 cannot represent {bad} values (|x| > 65504 overflows to inf)")

@@ -145,7 +145,7 @@ def _check_indices(indices: Any, dim: int, k: int) -> np.ndarray:
     if idx.dtype == np.uint64 and int(idx.max()) > _U32_MAX:
         raise ValueError(f"index {int(idx.max())} out of range for dim {dim}")
     idx = idx.astype(np.int64, copy=False)
-    if k > 1 and not (idx[1:] > idx[:-1]).all():
+    if k > 1 and np.minimum.reduce(np.subtract(idx[1:], idx[:-1])) <= 0:
         raise ValueError("indices not strictly increasing (they must be sorted and unique)")
     if idx[0] < 0:
         raise ValueError(f"index {int(idx[0])} is negative")
