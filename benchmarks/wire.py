@@ -20,7 +20,7 @@ from jwins.wire import Message, decode, encode, layout
 DIM = 89_834
 FRACTION = 0.10
 MESSAGES = 96
-REPEATS = 7
+REPEATS = 9
 INDEX_CODECS = ("elias-gamma", "rice", "bitmap", "auto")
 
 
@@ -59,7 +59,7 @@ def bits_table(title: str, dim: int, sets: list[np.ndarray]) -> None:
     bound = sum(log2_binomial(dim, int(idx.shape[0])) for idx in sets)
     print(f"\n{title}: D={dim:,}, {len(sets)} sets, mean k={total_k / len(sets):,.0f} "
           f"({total_k / len(sets) / dim:.1%} of D)")
-    print(f"  {'codec':<12} {'bits/index':>10} {'bound':>8} {'ratio':>7}")
+    print(f"  {'codec':<12} {'bits/index':>10} {'bound':>8} {'ratio':>7}   (bound = log2 C(D,k) / k)")
     for codec, bits in rows:
         print(f"  {codec:<12} {bits / total_k:>10.3f} {bound / total_k:>8.3f} {bits / bound:>7.3f}")
 

@@ -245,6 +245,26 @@ def test_input_dtypes_are_accepted():
     np.testing.assert_array_equal(out.values, [0.5, 0.25])
 
 
+def _bits_reference(values, widths) -> bytes:
+    """Slow, obviously right MSB-first concatenation of fields, zero-padded to a byte."""
+    text = "".join(format(int(v), f"0{int(w)}b") if w else "" for v, w in zip(values, widths))
+    text += "0" * (-len(text) % 8)
+    return bytes(int(text[i:i + 8], 2) for i in range(0, len(text), 8))
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(widths=st.lists(st.integers(0, 32), min_size=1, max_size=200), seed=st.integers(0, 2**32 - 1))
+def test_bit_field_packing_matches_reference(widths, seed):
+    rng = np.random.default_rng(seed)
+    w = np.array(widths, dtype=np.int64)
+    v = (rng.integers(0, 2**32, w.shape[0], dtype=np.uint64) & ((np.uint64(1) << w.astype(np.uint64))
+                                                                 - np.uint64(1))).astype(np.int64)
+    ends = np.cumsum(w)
+    packed = codecs_mod._pack_fields(v, ends, int(ends[-1]))
+    assert packed == _bits_reference(v, w)
+    np.testing.assert_array_equal(codecs_mod._gather_fields(packed, ends - w, w), v)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # seed codec
 

@@ -149,33 +149,34 @@ def _unary_decode(section: Any, k: int, max_bytes: int, what: str) -> tuple[np.n
     return cumulative, nbytes
 
 
-def _pack_fields(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, total_bits: int) -> bytes:
-    """Concatenate fields MSB first: field i is ``0 <= values[i] < 2**widths[i]`` (int64), at bit
-    ``offsets[i]`` (the exclusive prefix sum of ``widths``). Widths are at most 32. Zero-padded to a byte.
+def _pack_fields(values: np.ndarray, ends: np.ndarray, total_bits: int) -> bytes:
+    """Concatenate bit fields MSB first; zero-padded to a byte.
 
-    Each field is placed in the 64-bit window formed by 32-bit words ``w = off // 32`` and ``w + 1``. Fields
-    sharing a window occupy disjoint bits, so summing windows equals OR-ing them; the per-word sums are
-    differences of one (modular uint64) cumulative sum, taken at the last field of each word.
+    Field i is ``values[i]`` (int64, ``0 <= values[i] < 2**w_i``) written in ``w_i <= 32`` bits that end at
+    bit ``ends[i]`` (exclusive): ``ends`` is the inclusive prefix sum of the widths, ``total_bits`` its last
+    entry. Each field is placed in the 64-bit window formed by the 32-bit words ``J - 1`` and ``J``, where
+    word ``J`` holds the field's last bit: shifted left by ``(-end) % 32``. Fields sharing a window occupy
+    disjoint bits, so summing windows equals OR-ing them; the per-window sums are differences of one
+    (modular uint64) cumulative sum, taken at the last field of each window.
     """
     if total_bits == 0:
         return b""
     nwords = (total_bits + 31) >> 5
-    word = offsets >> 5
-    shift = offsets & 31
-    shift += widths
-    np.subtract(64, shift, out=shift)  # >= 0; 64 only for an empty field, whose value is 0
+    slot = ends + 31
+    slot >>= 5  # J + 1 (0 for empty fields before the first bit)
+    shift = np.negative(ends)
+    shift &= 31
     window = values.view(_U64) << shift.view(_U64)
     _accumulate(window, out=window)
-    last = np.flatnonzero(word[1:] != word[:-1])  # last field of each occupied word, except the final word
-    ends = np.empty(last.shape[0] + 1, dtype=np.int64)
-    ends[:-1] = last
-    ends[-1] = word.shape[0] - 1
-    at = window[ends]
-    at[1:] -= window[ends[:-1]]  # sum of the windows of the fields that start in each occupied word
-    sums = np.zeros(nwords + 1, dtype=_U64)
-    sums[word[ends]] = at
-    words = sums[:nwords] >> _U64(32)
-    words[1:] |= sums[: nwords - 1] & _U64(0xFFFFFFFF)
+    last = np.flatnonzero(slot[1:] != slot[:-1])  # last field of each window, except the final one
+    last = np.append(last, slot.shape[0] - 1)
+    cumulative = window[last]
+    per_window = cumulative.copy()
+    per_window[1:] -= cumulative[:-1]
+    sums = np.zeros(nwords + 2, dtype=_U64)
+    sums[slot[last]] = per_window
+    words = sums[1 : nwords + 1] & _U64(0xFFFFFFFF)  # low halves belong to word J
+    words |= sums[2 : nwords + 2] >> _U64(32)  # high halves to word J - 1
     return words.astype(">u4").tobytes()[: (total_bits + 7) >> 3]
 
 
@@ -234,10 +235,9 @@ def _elias_encode_gaps(gaps: np.ndarray, b: np.ndarray) -> bytes:
     cb = _accumulate(b)
     low_bits = int(cb[-1])
     s1 = _unary_encode(cb + _arange(k), low_bits + k)
-    offsets = np.subtract(cb, b, out=cb)
     low = np.left_shift(1, b)
     np.subtract(gaps, low, out=low)  # the b bits below the leading one
-    return s1 + _pack_fields(low, b, offsets, low_bits)
+    return s1 + _pack_fields(low, cb, low_bits)
 
 
 def _elias_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
@@ -330,9 +330,7 @@ def _rice_encode_x(x: np.ndarray, r: int) -> bytes:
     s1 = _unary_encode(cq + _arange(k), int(cq[-1]) + k)
     if r == 0:
         return s1
-    offsets = _arange(k) * r
-    widths = np.full(k, r, dtype=np.int64)
-    return s1 + _pack_fields(x & ((1 << r) - 1), widths, offsets, k * r)
+    return s1 + _pack_fields(x & ((1 << r) - 1), _arange(k + 1)[1:] * r, k * r)
 
 
 def _rice_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
@@ -711,7 +709,7 @@ def _fpzip_decode(section: Any, k: int) -> np.ndarray:
 # a helper process that only runs fpzip; the helper also re-compresses what it decoded and requires the
 # identical stream back, so only canonical streams are accepted. A helper that failed or crashed is
 # replaced on the next call.
-_HELPER_CODE = r"""
+_HELPER_CODE = r"""# jwins.wire fpzip decoder helper: reads (u32 size, u32 k, stream), writes status + k float32
 import struct, sys
 import numpy as np
 import fpzip
