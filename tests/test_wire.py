@@ -24,7 +24,6 @@ from jwins.wire import (
     seeded_indices,
 )
 from jwins.wire import codecs as codecs_mod
-from jwins.wire import format as format_mod
 
 SPARSE_CODECS = ["elias-gamma", "rice", "bitmap", "auto"]
 ALL_VALUE_CODECS = ["float32", "float16", "bfloat16", "fpzip"]
@@ -72,8 +71,8 @@ def _assert_round_trip(message: Message, index_codec: str, value_codec: str, *, 
     else:
         assert out.indices.dtype == np.int64
         np.testing.assert_array_equal(out.indices, message.indices)
-        assert out.indices.flags.writeable
-    assert out.values.dtype == np.float32 and out.values.flags.writeable
+        assert out.indices.flags.writeable and out.indices.flags.owndata
+    assert out.values.dtype == np.float32 and out.values.flags.writeable and out.values.flags.owndata
     assert not np.shares_memory(out.values, np.frombuffer(data, dtype=np.uint8))
     expected = _expected_lossy(np.asarray(message.values, dtype=np.float32), value_codec)
     np.testing.assert_array_equal(out.values.view(np.uint32), expected.view(np.uint32))  # bit-exact, -0.0 too
@@ -594,7 +593,9 @@ def _cases():
         ("gamma too many codes", _rebuild(isec, np.zeros(20, np.float32).tobytes(), k=20), "ends early"),
         ("gamma extra code", _rebuild(isec, np.zeros(5, np.float32).tobytes(), k=5), "non-zero padding bits"),
         ("gamma huge exponent", _rebuild(b"\x00\x00\x00\x00\x00\x80" + bytes(5), F32_VALUES[:4], k=1, dim=2**32 - 1),
-         "gap has 41 bits"),
+         "ends early: it holds 0 unary codes in the 4 bytes valid codes could occupy"),
+        ("gamma gap beyond dim", _rebuild(b"\x04\x00", F32_VALUES[:4], k=1, dim=20),
+         "index out of range for dim 20: an elias-gamma gap has 6 bits"),
         # dim expectations and allocation caps
         ("seed needs extras", _rebuild(b"", F32_VALUES, index_codec=4), "mask_seed"),
         ("seed count", _rebuild(b"", F32_VALUES, index_codec=4, extras=_extra(b"mask_seed", 1.0)
@@ -627,10 +628,13 @@ def _cases():
     cases += [
         ("rice r range", _rebuild(risec, F32_VALUES, index_codec=2, param=32), "r=32 out of range"),
         ("rice ends early", _rebuild(risec[:1], F32_VALUES, index_codec=2, param=r), "ends early"),
-        ("rice trailing", _rebuild(risec + b"\x00", F32_VALUES, index_codec=2, param=r), "its 4 codes need"),
+        ("rice trailing", _rebuild(risec + b"\x00", F32_VALUES, index_codec=2, param=r),
+         f"its 4 codes with r={r} need"),
         ("rice out of range", _rebuild(risec, F32_VALUES, index_codec=2, param=r, dim=30), "out of range for dim 30"),
-        ("rice quotient sum", _rebuild(b"\x00" * 8 + b"\x80", F32_VALUES[:4], index_codec=2, param=0, k=1, dim=5),
+        ("rice quotient sum", _rebuild(b"\x01", F32_VALUES[:4], index_codec=2, param=0, k=1, dim=5),
          "quotients sum beyond"),
+        ("rice section too long", _rebuild(b"\x00" * 8 + b"\x80", F32_VALUES[:4], index_codec=2, param=0, k=1, dim=5),
+         "its 1 codes with r=0 need at most 1"),
     ]
     # bitmap
     bgood = _base("bitmap")
@@ -671,13 +675,13 @@ def test_decode_dim_mismatch_and_types():
         decode(data, dim=51)
     with pytest.raises(WireError, match="expected bytes"):
         decode("JWNS")  # type: ignore[arg-type]
-    seeded = encode(Message(0, 0, 2**25, seeded_indices(3, 2**25, 1e-6), np.ones(35, np.float32),
-                            {"mask_seed": 3.0, "alpha": 1e-6}), index_codec="seed") \
-        if seeded_indices(3, 2**25, 1e-6).shape[0] == 35 else None
-    if seeded is not None:  # above the cap without an expected dim, fine with it
-        with pytest.raises(WireError, match="limit"):
-            decode(seeded)
-        assert decode(seeded, dim=2**25).k == 35
+    big = codecs_mod.MAX_UNBACKED_ELEMENTS + 1  # the seed codec above the cap: needs the expected dim
+    idx = seeded_indices(3, big, 1e-6)
+    seeded = encode(Message(0, 0, big, idx, np.ones(idx.shape[0], np.float32), {"mask_seed": 3.0, "alpha": 1e-6}),
+                    index_codec="seed")
+    with pytest.raises(WireError, match="exceeds the decoder's limit"):
+        decode(seeded)
+    np.testing.assert_array_equal(decode(seeded, dim=big).indices, idx)
 
 
 def test_fpzip_malformed_streams_are_contained():

@@ -47,11 +47,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise JwinsError("--resume RUN_DIR reads the run's own config.json; do not also give a config file")
         args.config = args.resume
     cfg = _config_from(args)
+    from .engine.distributed import launch_local_workers, needs_local_launch, rank_argv
+
+    if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine; each runs this command
+        return launch_local_workers(rank_argv(args), cfg.engine.workers, timeout=cfg.engine.timeout)
     try:
         result = run(cfg, quiet=args.quiet, run_dir=args.resume, resume=bool(args.resume))
     except Interrupted as e:
         print(f"jwins: {e}", file=sys.stderr)
         return 130
+    if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     print(format_summary(result.summary))
     if not args.no_plots and result.run_dir is not None:
         from . import report

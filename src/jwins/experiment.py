@@ -305,6 +305,11 @@ def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
 def _make_engine(config: Config):
     from .engine.local import LocalEngine
 
+    if config.engine.kind == "distributed":
+        from .engine.distributed import DistributedEngine
+
+        return DistributedEngine(config.nodes, timeout=config.engine.timeout, device=config.engine.device,
+                                 config=config)
     return LocalEngine(config.nodes)
 
 
@@ -318,6 +323,7 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     """
     if config.engine.threads:
         torch.set_num_threads(config.engine.threads)
+    owned = engine is None
     engine = engine or _make_engine(config)
     world, params = build_world(config, engine.nodes)
     sharing = make_sharing(config.sharing)
@@ -440,6 +446,8 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
                 bar.close()
             if writer and completed < config.rounds:
                 writer.close()
+            if owned:
+                engine.close()
     seconds = time.perf_counter() - start
     summary = _summary(config, metrics, elapsed_before + seconds, timer.totals) if engine.rank == 0 else {}
     if writer:

@@ -111,7 +111,7 @@ class Trainer:
         if all_rows:
             params.sub_(grads, alpha=self.lr)
         else:
-            params[rows] = params[rows] - self.lr * grads
+            params[rows] = params[rows].sub_(grads, alpha=self.lr)  # the same fused update as above
 
 
 @torch.inference_mode()

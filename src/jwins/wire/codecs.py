@@ -17,7 +17,7 @@ exact section size in bytes without encoding (``None`` where it is not meaningfu
 
 Value codec callables::
 
-    encode(values: finite float32 array) -> bytes
+    encode(values: finite float32 array) -> bytes-like
     decode(section: bytes-like, k: int) -> float32 array (writable, owned)
 """
 from __future__ import annotations
@@ -139,8 +139,9 @@ def _unary_decode(section: Any, k: int, max_bytes: int, what: str) -> tuple[np.n
     region = _as_u8(section)[:max_bytes]
     ones = np.flatnonzero(np.unpackbits(region).view(np.bool_))
     if ones.shape[0] < k:
+        where = "" if max_bytes >= len(section) else f" in the {max_bytes} bytes valid codes could occupy"
         raise WireError(
-            f"{what} index stream ends early: its unary stream holds {ones.shape[0]} codes, the header says k={k}"
+            f"{what} index stream ends early: it holds {ones.shape[0]} unary codes{where}, the header says k={k}"
         )
     nbytes = (int(ones[k - 1]) >> 3) + 1
     if ones.shape[0] > k and int(ones[k]) < 8 * nbytes:
@@ -192,13 +193,15 @@ def _gather_fields(stream: Any, offsets: np.ndarray, widths: np.ndarray | int) -
     view = np.ndarray(shape=(n + 1,), dtype="<u8", buffer=rev, strides=(1,))
     pos = offsets >> 3
     np.subtract(n, pos, out=pos)
-    window = np.take(view, pos)
+    out = np.empty(offsets.shape[0], dtype=np.int64)  # returned: owns its memory
+    window = out.view(_U64)
+    np.take(view, pos, out=window)
     window <<= (offsets & 7).view(_U64)  # drop the bits before the field (at most 7)
     if isinstance(widths, int):
         window >>= _U64(64 - widths)
     else:
         window >>= (64 - widths).view(_U64)  # keep its width (shifting by 64 gives 0 for an empty field)
-    return window.view(np.int64)
+    return out
 
 
 def _check_padding(stream: Any, total_bits: int, what: str) -> None:
@@ -255,8 +258,11 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
         return np.zeros(0, dtype=np.int64)
     if k > 8 * size:
         raise WireError(f"elias-gamma index stream ends early: {size} bytes cannot hold k={k} codes")
-    # stream 1 has ceil((k+B)/8) bytes and stream 2 ceil(B/8), so stream 1 has at most (8*size+k+8)//16+1
-    cb, s1_bytes = _unary_decode(section, k, min(size, (8 * size + k + 8) // 16 + 1), "elias-gamma")
+    max_b = max(dim, 1).bit_length() - 1  # a gap never exceeds dim, so b <= max_b
+    # stream 1 has ceil((k+B)/8) bytes and stream 2 ceil(B/8), so stream 1 has at most (8*size+k+8)//16+1;
+    # and each of its k codes has at most max_b + 1 bits (this also bounds the work on a forged section)
+    s1_max = min(size, (8 * size + k + 8) // 16 + 1, (k * (max_b + 1) + 7) // 8)
+    cb, s1_bytes = _unary_decode(section, k, s1_max, "elias-gamma")
     low_bits = int(cb[-1])
     need = s1_bytes + ((low_bits + 7) >> 3)
     if size != need:
@@ -264,7 +270,6 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
     s2 = section[s1_bytes:]
     _check_padding(s2, low_bits, "elias-gamma")
     b = _diff0(cb)
-    max_b = max(dim, 1).bit_length() - 1  # a gap never exceeds dim
     if int(b.max()) > max_b:
         raise WireError(f"index out of range for dim {dim}: an elias-gamma gap has {int(b.max()) + 1} bits")
     if k.bit_length() + max_b + 1 >= 62 and float(_reduce(np.ldexp(1.0, b))) > dim:
@@ -353,6 +358,11 @@ def _rice_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.
     s2_bytes = (k * r + 7) >> 3
     if k + 8 * s2_bytes > 8 * size:
         raise WireError(f"rice index stream ends early: {size} bytes cannot hold k={k} codes with r={r}")
+    s1_max = ((dim >> r) + k + 7) >> 3  # the quotients of gaps summing to at most dim, plus k ones
+    if size - s2_bytes > s1_max:
+        raise WireError(
+            f"rice index section has {size} bytes, its {k} codes with r={r} need at most {s1_max + s2_bytes}"
+        )
     cq, s1_bytes = _unary_decode(section, k, size - s2_bytes, "rice")
     if s1_bytes != size - s2_bytes:
         raise WireError(f"rice index section has {size} bytes, its {k} codes need {s1_bytes + s2_bytes}")
@@ -539,8 +549,9 @@ INDEX_CODECS_BY_ID: dict[int, IndexCodec] = {c.id: c for c in INDEX_CODECS.value
 # Value codecs
 
 
-def _f32_encode(values: np.ndarray) -> bytes:
-    return values.astype("<f4", copy=False).tobytes()
+def _f32_encode(values: np.ndarray) -> memoryview:
+    # a byte view of the (little-endian, contiguous) values: the message is assembled with one copy
+    return memoryview(np.ascontiguousarray(values, dtype="<f4")).cast("B")
 
 
 def _f32_decode(section: Any, k: int) -> np.ndarray:
@@ -554,7 +565,7 @@ def _f16_encode(values: np.ndarray) -> bytes:
         half = values.astype("<f2")  # IEEE round-to-nearest-even; overflow gives inf, rejected below
     bad = np.count_nonzero(~np.isfinite(half))
     if bad:
-        raise ValueError(f"float16 cannot represent {bad} values (|x| > 65504 overflows to inf)")
+        raise ValueError(f"float16 cannot represent {bad} values (their magnitude exceeds 65504)")
     return half.tobytes()
 
 
@@ -582,9 +593,11 @@ def _bf16_encode(values: np.ndarray) -> bytes:
 def _bf16_decode(section: Any, k: int) -> np.ndarray:
     if len(section) != 2 * k:
         raise WireError(f"bfloat16 value section must hold 2*k={2 * k} bytes for k={k}, it has {len(section)}")
-    bits = np.frombuffer(section, dtype="<u2").astype(np.uint32)
+    out = np.empty(k, dtype=np.float32)
+    bits = out.view(np.uint32)
+    bits[:] = np.frombuffer(section, dtype="<u2")
     bits <<= np.uint32(16)
-    return bits.view(np.float32)
+    return out
 
 
 # fpzip ----------------------------------------------------------------------------------------------------
@@ -696,9 +709,13 @@ def _fpzip_decode(section: Any, k: int) -> np.ndarray:
     except ImportError as exc:
         raise WireError(f"cannot decode fpzip values: {exc}") from None
     if (major, minor) != local:
-        raise WireError(f"fpzip stream version {major:#x}.{minor} differs from the local fpzip's {local[0]:#x}.{local[1]}")
+        raise WireError(
+            f"fpzip stream version {major:#x}.{minor} differs from the local fpzip's {local[0]:#x}.{local[1]}"
+        )
     if ftype != 0 or prec != 0:
-        raise WireError(f"fpzip stream must hold lossless float32 (type 0, precision 0), it has type {ftype}, precision {prec}")
+        raise WireError(
+            f"fpzip stream must hold lossless float32 (type 0, precision 0), it has type {ftype}, precision {prec}"
+        )
     if dims != (k, 1, 1, 1):
         raise WireError(f"fpzip stream holds an array of shape {dims}, expected ({k}, 1, 1, 1) for k={k}")
     return _FPZIP_SANDBOX.decompress(stream, k)

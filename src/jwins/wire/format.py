@@ -355,9 +355,13 @@ def _decode(mv: memoryview, expected_dim: int | None) -> Message:
         indices = INDEX_CODECS_BY_ID[h.index_codec].decode(isec, dim, k, h.param, extras)
         if indices.shape[0] != k:  # every codec checks this; kept as a guard
             raise WireError(f"index section holds {indices.shape[0]} indices, the header says k={k}")
+        if not indices.flags.owndata:  # e.g. np.flatnonzero returns a view of a larger array
+            indices = indices.copy()
     values = VALUE_CODECS_BY_ID[h.value_codec].decode(vsec, k)
     if not _all_finite(values):
         raise WireError(f"values contain {k - int(np.count_nonzero(np.isfinite(values)))} NaN/inf")
+    if not values.flags.owndata:
+        values = values.copy()
     return Message(sender=h.sender, round=h.round, dim=dim, indices=indices, values=values, extra=extras)
 
 

@@ -1,0 +1,679 @@
+"""Nodes sharded over torch.distributed ranks: the byte messages travel over gloo, the math stays wherever
+``engine.device`` says.
+
+Layout
+------
+The N nodes are split into contiguous blocks over the K ranks (block sizes differ by at most one; the first
+``N % K`` ranks get the larger blocks), so gathering per-node rows in rank order gives them in node order.
+
+Wire protocol (point-to-point only, never a pickled object)
+-----------------------------------------------------------
+* ``exchange`` (once per round): for every pair of ranks that share an edge this round, each side sends one
+  int64 tensor ``[round, len(message of sender 1), len(message of sender 2), ...]`` (``-1``: that sender sent
+  nothing) listing, in node order, its hosted senders that have a neighbour on the other rank; then one uint8
+  tensor with those messages concatenated. Each message crosses a rank boundary once; the receiving rank hands
+  the same bytes to all its hosted neighbours of the sender. Both sides derive the lists from the graph, so
+  no other metadata travels. Both phases use ``dist.batch_isend_irecv``.
+* ``gather``: every rank except 0 sends its rows as one float64 tensor to rank 0 (the shapes follow from the
+  block sizes); rank 0 concatenates them in rank order. The sends are waited for at the next exchange, so
+  ranks other than 0 do not stall while rank 0 writes metrics.
+* a control channel: at start-up every rank posts one receive (int64 ``[kind, rank, round, reason]``) from
+  every other rank. It carries the start-up check that all ranks run the same configuration, the final
+  handshake (every rank tells every other one it is done, so no rank tears down while a peer still needs it)
+  and, when something goes wrong, an abort notice naming the rank at fault, which lets a rank that only sees
+  the fallout ("rank 0 closed its connection") name the rank that really went missing.
+
+Faults
+------
+Every wait has a deadline of ``engine.timeout`` seconds. A peer whose connection closes (it died) or that does
+not answer in time raises :class:`~jwins.errors.PeerError` naming that rank and the round; the rank that saw
+it first tells the others, so all of them stop (each within ``engine.timeout`` of when it started waiting)
+with an error that names the same rank. Rank 0 has written ``metrics.jsonl`` up to the last complete round.
+
+Launch
+------
+* one machine: ``torchrun --nproc-per-node K -m jwins run CONFIG --set engine.kind=distributed``, or simply
+  ``jwins run CONFIG --set engine.workers=K`` (:func:`launch_local_workers` starts the K ranks);
+* several machines: the same torchrun command on each with ``--nnodes M --node-rank I --rdzv-backend c10d
+  --rdzv-endpoint HOST:PORT`` (see the README).
+
+Test hook (harmless unless set): ``JWINS_TEST_EXIT_AFTER_ROUND=R`` makes rank ``JWINS_TEST_EXIT_RANK`` (default
+1) exit with status 17 (or, with ``JWINS_TEST_FAULT=hang``, stop answering) after completing R rounds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, JwinsError, PeerError
+from ..topology import Graph
+
+# control-channel kinds and reasons
+_DONE, _ABORT, _HELLO = 1, 2, 3
+_CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED = 0, 1, 2, 3
+# tags, offset by a per-engine base so that engines that share a process group never mix messages
+_T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER = range(1, 7)
+_TAG_STRIDE = 8
+
+
+def block_bounds(num_nodes: int, world_size: int) -> np.ndarray:
+    """[K + 1] start of each rank's block of nodes (and the end): contiguous, sizes differ by at most one."""
+    base, extra = divmod(num_nodes, world_size)
+    counts = np.full(world_size, base, dtype=np.int64)
+    counts[:extra] += 1
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Who sends what to whom for one graph, from this rank's point of view."""
+
+    send: dict[int, list[int]]   # peer rank -> my hosted senders with a neighbour there (node order)
+    recv: dict[int, list[int]]   # peer rank -> its senders with a neighbour here (node order)
+
+
+class DistributedEngine:
+    """Hosts a contiguous block of nodes on this torch.distributed rank; bytes travel over gloo.
+
+    ``timeout``: seconds before a silent peer is declared gone (also gloo's own timeout). ``device``: where
+    the model math runs; a bare ``"cuda"`` becomes this rank's ``LOCAL_RANK``-th GPU. ``config``: when given,
+    the ranks check at start-up that they all run the same configuration.
+    """
+
+    _instances = 0
+
+    def __init__(self, num_nodes: int, *, timeout: float = 60.0, device: str = "cpu", config: Any = None):
+        import torch
+        import torch.distributed as dist
+
+        self._dist = dist
+        self.timeout = float(timeout)
+        self.num_nodes = int(num_nodes)
+        self._owned = False
+        self._closed = False
+        self._failed = False          # an error was raised or announced: no final handshake
+        self._abort_sent = False
+        self._round1 = 0              # the round being run, 1-based as in metrics.jsonl (0: before the first)
+        self._pending: list[tuple[int, str, Any, Any, int]] = []   # sends not yet waited for
+        self._plan_graph: Graph | None = None
+        self._plan: _Plan | None = None
+        self._exc_at_start = sys.exc_info()[1]
+
+        if dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+        else:
+            missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+            if missing:
+                raise JwinsError(
+                    "engine.kind = 'distributed' needs the torch.distributed environment "
+                    f"({', '.join(missing)} not set): start the ranks with `torchrun --nproc-per-node K -m jwins "
+                    "run ... --set engine.kind=distributed`, or let `jwins run --set engine.workers=K` start them")
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        if world > self.num_nodes:
+            raise ConfigError(f"{world} ranks but only nodes = {self.num_nodes}: every rank needs at least one "
+                              "node; use fewer ranks or more nodes")
+        self.rank, self.world_size = rank, world
+        self.bounds = block_bounds(self.num_nodes, world)
+        self.nodes = list(range(int(self.bounds[rank]), int(self.bounds[rank + 1])))
+        self._rank_of = np.repeat(np.arange(world), np.diff(self.bounds))
+        self.transport = self
+
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None and torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", rank))
+            torch.cuda.set_device(local % torch.cuda.device_count())
+            self.device = torch.device("cuda", torch.cuda.current_device())
+
+        self._group = None
+        if not dist.is_initialized():
+            try:
+                dist.init_process_group("gloo", timeout=timedelta(seconds=self.timeout), rank=rank,
+                                        world_size=world)
+            except Exception as e:  # DistStoreError, RuntimeError, ...
+                where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+                raise PeerError(f"rank {rank} of {world}: the ranks did not all meet at {where} within "
+                                f"engine.timeout = {self.timeout:g} s ({_first_line(e)}); start all {world} ranks "
+                                "with the same MASTER_ADDR/MASTER_PORT (torchrun does this)") from e
+            self._owned = True
+        elif dist.get_backend() != "gloo":
+            self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout))
+
+        base = _TAG_STRIDE * (DistributedEngine._instances % 100_000)
+        DistributedEngine._instances += 1
+        self._tag = {name: base + t for name, t in
+                     (("sizes", _T_SIZES), ("payload", _T_PAYLOAD), ("gather", _T_GATHER), ("ctrl", _T_CTRL),
+                      ("hello", _T_HELLO), ("barrier", _T_BARRIER))}
+        # the control channel: one receive posted from every peer, completed by DONE or ABORT
+        self._ctrl: dict[int, list] = {}
+        try:
+            for peer in self._peers():
+                buf = torch.zeros(4, dtype=torch.int64)
+                self._ctrl[peer] = [buf, dist.irecv(buf, src=peer, group=self._group, tag=self._tag["ctrl"]),
+                                    None]
+            self._hello(config)
+        except BaseException:
+            self._failed = True
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _peers(self) -> list[int]:
+        return [p for p in range(self.world_size) if p != self.rank]
+
+    def _describe_rank(self, rank: int) -> str:
+        lo, hi = int(self.bounds[rank]), int(self.bounds[rank + 1]) - 1
+        return f"rank {rank} (node {lo})" if lo == hi else f"rank {rank} (nodes {lo}-{hi})"
+
+    def _round_text(self, round1: int) -> str:
+        return f"in round {round1}" if round1 > 0 else "before the first round"
+
+    def _post(self, ops_by_peer: dict[int, list], what: str) -> list[tuple[int, Any]]:
+        """Post each peer's P2P ops as one batch; a peer whose connection is already gone fails here."""
+        dist = self._dist
+        works = []
+        for peer, ops in ops_by_peer.items():
+            if not ops:
+                continue
+            try:
+                works.extend((peer, w) for w in dist.batch_isend_irecv(ops))
+            except Exception as e:
+                self._peer_failed(peer, what, e)
+        return works
+
+    def _wait(self, works: list[tuple[int, Any]], what: str, deadline: float | None = None) -> None:
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
+        for peer, work in works:
+            remaining = max(deadline - time.monotonic(), 0.001)
+            try:
+                ok = work.wait(timedelta(seconds=remaining))
+            except Exception as e:
+                self._peer_failed(peer, what, e)
+            else:
+                if ok is False:
+                    self._peer_failed(peer, what, TimeoutError("timed out"))
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        deadline = time.monotonic() + self.timeout
+        for peer, what, work, _tensor, round1 in pending:
+            saved, self._round1 = self._round1, round1
+            self._wait([(peer, work)], what, deadline)
+            self._round1 = saved
+
+    def _ctrl_message(self, peer: int, wait_s: float = 0.2) -> np.ndarray | None:
+        """The control message ``peer`` sent us, if any (waits briefly; a broken link gives None)."""
+        entry = self._ctrl.get(peer)
+        if entry is None:
+            return None
+        buf, work, got = entry
+        if got is None and work is not None:
+            try:
+                work.wait(timedelta(seconds=wait_s))
+                got = buf.numpy().copy()
+            except Exception as e:
+                print(f"DBG rank {self.rank} ctrl from {peer} failed {e}", file=sys.stderr, flush=True)
+                got = None
+            entry[1], entry[2] = None, got
+        return got
+
+    def _send_ctrl(self, kind: int, culprit: int, round1: int, reason: int, skip: set[int]) -> None:
+        """Best effort: tell every other rank (except ``skip``) ``kind``; never raises."""
+        import torch
+
+        dist = self._dist
+        msg = torch.tensor([kind, culprit, round1, reason], dtype=torch.int64)
+        works = []
+        for q in self._peers():
+            if q in skip:
+                continue
+            try:
+                works.append(dist.isend(msg, dst=q, group=self._group, tag=self._tag["ctrl"]))
+            except Exception as e:
+                print(f"DBG rank {self.rank} ctrl post to {q} failed {e!r}", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + min(2.0, self.timeout)
+        for w in works:
+            try:
+                w.wait(timedelta(seconds=max(deadline - time.monotonic(), 0.001)))
+                print(f"DBG rank {self.rank} sent ctrl {kind}", file=sys.stderr, flush=True)
+            except Exception as e:
+                print(f"DBG rank {self.rank} ctrl send failed {e}", file=sys.stderr, flush=True)
+
+    def _peer_failed(self, peer: int, what: str, exc: BaseException) -> None:
+        """Name the rank at fault, tell the others, raise PeerError."""
+        text = str(exc)
+        reason = _TIMEOUT if ("timed out" in text.lower() or "timeout" in text.lower()) else _CLOSED
+        if "Application timeout caused pair closure" in text:  # an earlier wait on this peer timed out
+            reason = _TIMEOUT
+        culprit, round1, reporter = peer, self._round1, None
+        note = self._ctrl_message(peer)
+        if note is not None and int(note[0]) == _ABORT:
+            culprit, round1, reason, reporter = int(note[1]), int(note[2]), int(note[3]), peer
+        elif note is not None and int(note[0]) == _DONE:
+            self._failed = True
+            self._abort(culprit, round1, _ERROR, skip={peer})
+            raise PeerError(f"{self._describe_rank(peer)} finished the run while rank {self.rank} still expected "
+                            f"data from it ({what}, {self._round_text(self._round1)}): the ranks disagree about "
+                            "the experiment; start them all with the same configuration")
+        self._failed = True
+        self._abort(culprit, round1, reason, skip={peer, culprit})
+        raise PeerError(self._message(culprit, round1, reason, reporter, what)) from exc
+
+    def _abort(self, culprit: int, round1: int, reason: int, skip: set[int]) -> None:
+        if not self._abort_sent:
+            self._abort_sent = True
+            self._send_ctrl(_ABORT, culprit, round1, reason, skip | {self.rank})
+
+    def _message(self, culprit: int, round1: int, reason: int, reporter: int | None, what: str) -> str:
+        who = self._describe_rank(culprit)
+        when = self._round_text(round1)
+        if culprit == self.rank:
+            return f"this rank ({who}) was reported as failed {when} by rank {reporter}"
+        how = {
+            _CLOSED: f"{who} went missing {when}: its connection closed (the process exited or crashed)",
+            _TIMEOUT: f"{who} stopped answering {when}: nothing arrived within engine.timeout = "
+                      f"{self.timeout:g} s",
+            _ERROR: f"{who} failed with an error {when} (its own message says why)",
+            _INTERRUPTED: f"{who} was interrupted {when}",
+        }.get(reason, f"{who} failed {when}")
+        seen = f"rank {reporter} reported it to rank {self.rank}" if reporter is not None else \
+            f"seen by rank {self.rank} while {what}"
+        return f"{how} [{seen}]; the other ranks stop too"
+
+    def _hello(self, config: Any) -> None:
+        """Start-up check: every rank runs the same world and configuration (rank 0 compares the digests)."""
+        import torch
+
+        dist = self._dist
+        if self.world_size == 1:
+            return
+        digest = _fingerprint(self.num_nodes, config)
+        what = "checking at start-up that all ranks run the same configuration"
+        if self.rank == 0:
+            bufs = {p: torch.zeros(32, dtype=torch.uint8) for p in self._peers()}
+            works = self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["hello"])]
+                                for p, b in bufs.items()}, what)
+            self._wait(works, what)
+            bad = [p for p, b in bufs.items() if bytes(b.numpy()) != digest]
+            reply = torch.tensor([len(bad), bad[0] if bad else -1], dtype=torch.int64)
+            works = self._post({p: [dist.P2POp(dist.isend, reply, p, self._group, self._tag["hello"])]
+                                for p in self._peers()}, what)
+            self._wait(works, what)
+        else:
+            mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+            reply = torch.zeros(2, dtype=torch.int64)
+            works = self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["hello"]),
+                                    dist.P2POp(dist.irecv, reply, 0, self._group, self._tag["hello"])]}, what)
+            self._wait(works, what)
+            bad = [int(reply[1])] if int(reply[0]) else []
+        if bad:
+            raise ConfigError(f"rank {bad[0]} runs a different configuration (or number of nodes) than rank 0; "
+                              "every rank must run the same config (only engine.* and out may differ)")
+
+    def _plan_for(self, graph: Graph) -> _Plan:
+        if graph is self._plan_graph and self._plan is not None:
+            return self._plan
+        if graph.num_nodes != self.num_nodes:
+            raise ValueError(f"graph has {graph.num_nodes} nodes but the engine was built for {self.num_nodes}")
+        send: dict[int, list[int]] = {}
+        remote: dict[int, set[int]] = {}
+        for s in self.nodes:
+            ranks = set()
+            for u in graph.neighbors[s]:
+                p = int(self._rank_of[u])
+                if p != self.rank:
+                    ranks.add(p)
+                    remote.setdefault(p, set()).add(u)   # the graph is symmetric: u sends to s
+            for p in ranks:
+                send.setdefault(p, []).append(s)
+        recv = {p: sorted(us) for p, us in remote.items()}
+        plan = _Plan(dict(sorted(send.items())), dict(sorted(recv.items())))
+        self._plan_graph, self._plan = graph, plan
+        return plan
+
+    # ------------------------------------------------------------------------------------- interface
+    def exchange(self, outgoing: dict[int, bytes], graph: Graph, round: int
+                 ) -> dict[int, list[tuple[int, bytes]]]:
+        """Deliver each hosted sender's bytes to all its neighbours; return every hosted receiver's inbox
+        ``[(sender, bytes), ...]`` sorted by sender."""
+        import torch
+
+        dist = self._dist
+        self._round1 = round + 1
+        _test_fault(self, round)
+        hosted = set(self.nodes)
+        foreign = [s for s in outgoing if s not in hosted]
+        if foreign:
+            raise ValueError(f"rank {self.rank} was asked to send for nodes {foreign[:5]} it does not host")
+        plan = self._plan_for(graph)
+
+        # phase 1: sizes
+        sizes_out = {p: torch.tensor([round] + [len(outgoing[s]) if s in outgoing else -1 for s in senders],
+                                     dtype=torch.int64) for p, senders in plan.send.items()}
+        sizes_in = {p: torch.zeros(1 + len(senders), dtype=torch.int64) for p, senders in plan.recv.items()}
+        what = "exchanging message sizes"
+        ops: dict[int, list] = {}
+        for p, t in sizes_out.items():
+            ops.setdefault(p, []).append(dist.P2POp(dist.isend, t, p, self._group, self._tag["sizes"]))
+        for p, t in sizes_in.items():
+            ops.setdefault(p, []).append(dist.P2POp(dist.irecv, t, p, self._group, self._tag["sizes"]))
+        self._wait(self._post(ops, what), what)
+        for p, t in sizes_in.items():
+            if int(t[0]) != round:
+                self._failed = True
+                raise PeerError(f"rank {p} sent its messages of round {int(t[0]) + 1} while rank {self.rank} is in "
+                                f"round {round + 1}: the ranks are out of step (do they all run the same config?)")
+
+        # phase 2: the messages, concatenated per peer rank
+        what = "exchanging messages"
+        ops = {}
+        keep = []
+        for p, senders in plan.send.items():
+            blob = b"".join(outgoing[s] for s in senders if s in outgoing)
+            if blob:
+                t = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+                keep.append(t)
+                ops.setdefault(p, []).append(dist.P2POp(dist.isend, t, p, self._group, self._tag["payload"]))
+        bufs = {}
+        for p, t in sizes_in.items():
+            total = int(t[1:].clamp(min=0).sum())
+            if total:
+                bufs[p] = torch.empty(total, dtype=torch.uint8)
+                ops.setdefault(p, []).append(dist.P2POp(dist.irecv, bufs[p], p, self._group,
+                                                        self._tag["payload"]))
+        # A peer that is late here finished phase 1 with us, so it is waiting on a third rank: give the rank
+        # that waits on that one directly the time to time out and tell us who it is.
+        self._wait(self._post(ops, what), what, time.monotonic() + self.timeout + min(self.timeout, 5.0))
+        # the previous round's gather sends are surely taken by now; reap them
+        self._flush_pending()
+
+        received: dict[int, bytes] = {}
+        for p, senders in plan.recv.items():
+            data = bytes(bufs[p].numpy()) if p in bufs else b""
+            offset = 0
+            for s, n in zip(senders, sizes_in[p][1:].tolist()):
+                if n >= 0:
+                    received[s] = data[offset:offset + n]
+                    offset += n
+        inbox: dict[int, list[tuple[int, bytes]]] = {}
+        for v in self.nodes:
+            pairs = []
+            for u in graph.neighbors[v]:   # sorted: the inbox is in sender order
+                data = outgoing.get(u) if u in hosted else received.get(u)
+                if data is not None:
+                    pairs.append((u, data))
+            inbox[v] = pairs
+        return inbox
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Rank 0 gets the world's rows (one per node, in node order) as float64; other ranks get their own."""
+        import torch
+
+        dist = self._dist
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if len(values) != len(self.nodes):
+            raise ValueError(f"gather needs one row per hosted node ({len(self.nodes)}), got {len(values)}")
+        if self.world_size == 1:
+            return values
+        what = "gathering results on rank 0"
+        if self.rank != 0:
+            t = torch.from_numpy(values.copy())
+            try:
+                work = dist.isend(t, dst=0, group=self._group, tag=self._tag["gather"])
+            except Exception as e:
+                self._peer_failed(0, what, e)
+            self._pending.append((0, what, work, t, self._round1))
+            return values
+        tail = values.shape[1:]
+        bufs = {p: torch.empty((int(self.bounds[p + 1] - self.bounds[p]), *tail), dtype=torch.float64)
+                for p in self._peers()}
+        works = self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["gather"])]
+                            for p, b in bufs.items()}, what)
+        self._wait(works, what)
+        return np.concatenate([values] + [bufs[p].numpy() for p in self._peers()], axis=0)
+
+    def barrier(self) -> None:
+        """Every rank waits until all have arrived (through rank 0)."""
+        import torch
+
+        dist = self._dist
+        if self.world_size == 1:
+            return
+        self._flush_pending()
+        what = "waiting at a barrier"
+        token = torch.zeros(1, dtype=torch.int64)
+        if self.rank == 0:
+            bufs = {p: torch.zeros(1, dtype=torch.int64) for p in self._peers()}
+            self._wait(self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["barrier"])]
+                                   for p, b in bufs.items()}, what), what)
+            self._wait(self._post({p: [dist.P2POp(dist.isend, token, p, self._group, self._tag["barrier"])]
+                                   for p in self._peers()}, what), what)
+        else:
+            self._wait(self._post({0: [dist.P2POp(dist.isend, token, 0, self._group, self._tag["barrier"]),
+                                       dist.P2POp(dist.irecv, torch.zeros(1, dtype=torch.int64), 0, self._group,
+                                                  self._tag["barrier"])]}, what), what)
+
+    def close(self) -> None:
+        """End of the run. After success: the final handshake (every rank waits until all are done), then the
+        process group this engine created is destroyed. While an exception propagates (or after a peer
+        failure): tell the others, then tear down without waiting."""
+        if self._closed:
+            return
+        self._closed = True
+        exc = sys.exc_info()[1]
+        if exc is self._exc_at_start:
+            exc = None
+        try:
+            if exc is None and not self._failed:
+                self._finish()
+            elif not self._abort_sent and self.world_size > 1 and not isinstance(exc, PeerError):
+                interrupted = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted"
+                self._abort(self.rank, self._round1, _INTERRUPTED if interrupted else _ERROR, skip=set())
+        finally:
+            self._pending = []
+            if self._owned:
+                try:
+                    self._dist.destroy_process_group()
+                except Exception:
+                    pass
+
+    def _finish(self) -> None:
+        import torch
+
+        dist = self._dist
+        if self.world_size == 1:
+            return
+        self._flush_pending()
+        what = "finishing the run"
+        done = torch.tensor([_DONE, self.rank, self._round1, 0], dtype=torch.int64)
+        sends = []
+        for q in self._peers():
+            try:
+                sends.append((q, dist.isend(done, dst=q, group=self._group, tag=self._tag["ctrl"])))
+            except Exception as e:
+                self._peer_failed(q, what, e)
+        deadline = time.monotonic() + self.timeout
+        for q in self._peers():
+            buf, work, got = self._ctrl[q]
+            if got is None:
+                self._wait([(q, work)], what, deadline)
+                got = buf.numpy().copy()
+                self._ctrl[q][1:] = [None, got]
+            if int(got[0]) == _ABORT:
+                self._failed = True
+                raise PeerError(self._message(int(got[1]), int(got[2]), int(got[3]), q, what))
+        self._wait(sends, what, deadline)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _fingerprint(num_nodes: int, config: Any) -> bytes:
+    data: dict[str, Any] = {"nodes": num_nodes}
+    if config is not None:
+        from .. import config as config_mod
+
+        tree = config_mod.to_dict(config)
+        data.update({k: v for k, v in tree.items() if k not in ("engine", "out", "checkpoint")})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()
+
+
+def _test_fault(engine: DistributedEngine, round: int) -> None:
+    """Test-only: JWINS_TEST_EXIT_AFTER_ROUND=R makes rank JWINS_TEST_EXIT_RANK (default 1) die (or hang, with
+    JWINS_TEST_FAULT=hang) after completing R rounds. Does nothing unless the variable is set."""
+    after = os.environ.get("JWINS_TEST_EXIT_AFTER_ROUND")
+    if after is None or round != int(after) or engine.rank != int(os.environ.get("JWINS_TEST_EXIT_RANK", "1")):
+        return
+    engine._flush_pending()   # round R's results have reached rank 0
+    if os.environ.get("JWINS_TEST_FAULT", "exit") == "hang":
+        while True:
+            time.sleep(3600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(17)
+
+
+# --------------------------------------------------------------------------------------- local launcher
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def needs_local_launch(config: Any) -> bool:
+    """For ``jwins run``: whether this process should start ``engine.workers`` local ranks itself (it is not
+    one of the ranks already). Refuses torchrun ranks asked to run the local engine, which would each run the
+    whole experiment and write the same run directory."""
+    if "RANK" in os.environ:
+        if config.engine.kind == "local" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(f"this is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (started by torchrun) "
+                              "but engine.kind = 'local'; add --set engine.kind=distributed")
+        return False
+    return config.engine.workers > 1
+
+
+def rank_argv(args: Any) -> list[str]:
+    """The ``jwins run`` arguments each local rank runs, rebuilt from the parsed command line ``args``: the
+    config file, every ``--set`` and short flag (as ``--set``), and the flags that are not config."""
+    from ..cli import SHORT_FLAGS, _quote
+
+    argv = ["run"]
+    resume = getattr(args, "resume", None)
+    if resume:
+        argv += ["--resume", str(resume)]
+    elif getattr(args, "config", None):
+        argv.append(str(args.config))
+    for item in getattr(args, "overrides", []) or []:
+        argv += ["--set", item]
+    for flag, key in SHORT_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += ["--set", f"{key}={value}" if not isinstance(value, str) else f"{key}={_quote(value)}"]
+    if getattr(args, "quiet", False):
+        argv.append("--quiet")
+    if getattr(args, "no_plots", False):
+        argv.append("--no-plots")
+    return argv
+
+
+def launch_local_workers(argv: list[str], workers: int, *, timeout: float = 60.0,
+                         env: dict[str, str] | None = None) -> int:
+    """Start ``workers`` ranks on this machine, each running ``python -m jwins *argv --set
+    engine.kind=distributed`` with the torch.distributed environment (127.0.0.1, a free port); wait for them.
+
+    Returns 0 when every rank succeeded. If one fails, the others get ``timeout`` + 5 s to stop by themselves
+    (they do, with a PeerError) before they are terminated; then a JwinsError names the rank that failed
+    first. Rank 0 prints the summary and draws the progress bar; all ranks' errors reach stderr.
+    """
+    if workers < 1:
+        raise ConfigError(f"engine.workers = {workers} must be >= 1")
+    base = dict(os.environ if env is None else env)
+    base.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(workers),
+                LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", ROLE_RANK="0", ROLE_WORLD_SIZE=str(workers))
+    if "OMP_NUM_THREADS" not in base:   # K ranks on C cores: C // K threads each, as torchrun would (1)
+        base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    cmd = [sys.executable, "-m", "jwins", *argv, "--set", "engine.kind=distributed"]
+    procs: list[subprocess.Popen] = []
+    try:
+        for r in range(workers):
+            procs.append(subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r),
+                                                    "ROLE_RANK": str(r)}))
+        return _supervise(procs, timeout)
+    except KeyboardInterrupt:
+        # the ranks got the same Ctrl-C (same process group): let them stop after their round
+        _stop(procs, grace=timeout + 5)
+        raise
+    finally:
+        _stop(procs, grace=0)
+
+
+def _supervise(procs: list[subprocess.Popen], timeout: float) -> int:
+    failed: list[tuple[int, int]] = []   # (rank, status) in the order seen
+    deadline = None
+    while True:
+        running = False
+        for r, p in enumerate(procs):
+            code = p.poll()
+            if code is None:
+                running = True
+            elif code != 0 and all(r != f for f, _ in failed):
+                failed.append((r, code))
+        if not running:
+            break
+        if failed and deadline is None:
+            deadline = time.monotonic() + timeout + 5
+        if deadline is not None and time.monotonic() > deadline:
+            for r, p in enumerate(procs):
+                if p.poll() is None:
+                    failed.append((r, "hung"))
+            _stop(procs, grace=0)
+            break
+        time.sleep(0.05)
+    if not failed:
+        return 0
+    listed = ", ".join(f"rank {r} ({_status(c)})" for r, c in failed)
+    raise JwinsError(f"{len(failed)} of {len(procs)} local ranks failed, in this order: {listed}; "
+                     "each rank's own error is printed above")
+
+
+def _status(code: int | str) -> str:
+    if isinstance(code, str):
+        return "still running after the others had stopped; terminated"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _stop(procs: list[subprocess.Popen], grace: float) -> None:
+    end = time.monotonic() + grace
+    for p in procs:
+        if p.poll() is None and grace > 0:
+            try:
+                p.wait(max(end - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                pass
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
