@@ -812,3 +812,17 @@ def test_fuzz_mutations(recompute_crc):
         if recompute_crc and len(data) >= 4:
             data = bytearray(_recrc(data))
         _fuzz_one(bytes(data))
+
+
+def test_trusted_fpzip_decode_equals_isolated_decode():
+    """The simulator decodes its own fpzip bytes in process; a peer's go through the isolated helper. Both
+    must restore exactly the same values."""
+    from jwins.wire import Message, decode, encode
+
+    values = (np.random.default_rng(3).normal(size=500) * 0.05).astype(np.float32)
+    idx = np.sort(np.random.default_rng(4).choice(5000, 500, replace=False)).astype(np.int64)
+    data = encode(Message(1, 2, 5000, idx, values), index_codec="rice", value_codec="fpzip")
+    a, b = decode(data, dim=5000), decode(data, dim=5000, trusted=True)
+    np.testing.assert_array_equal(a.values, values)
+    np.testing.assert_array_equal(b.values, values)
+    np.testing.assert_array_equal(a.indices, b.indices)

@@ -143,8 +143,8 @@ def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dic
     return out
 
 
-def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim: int, round: int
-                  ) -> dict[int, list[wire.Message]]:
+def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim: int, round: int,
+                  trusted: bool = False) -> dict[int, list[wire.Message]]:
     cache: dict[int, wire.Message] = {}
     inbox: dict[int, list[wire.Message]] = {}
     for receiver in nodes:
@@ -153,7 +153,7 @@ def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim
             key = id(data)
             if key not in cache:
                 try:
-                    cache[key] = wire.decode(data, dim=dim)
+                    cache[key] = wire.decode(data, dim=dim, trusted=trusted)
                 except WireError as e:
                     raise WireError(f"round {round}: message from node {sender} to node {receiver}: {e}") from None
             m = cache[key]
@@ -214,7 +214,8 @@ def communicate(sharing, state, params: torch.Tensor, round: int, *, seed: int, 
                    if not (lost is not None and lost[j, i]) and not (offline is not None and offline[i])]
                for i, pairs in raw.items()}
     with timer("decode"):
-        inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round)
+        inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round,
+                              trusted=getattr(transport, "trusted", False))
     with timer("merge"):
         merged, state = sharing.merge(state, params, inbox, mixing)
     if offline is not None and offline[nodes].any():

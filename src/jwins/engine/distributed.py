@@ -49,6 +49,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +66,7 @@ _CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED = 0, 1, 2, 3
 # tags, offset by a per-engine base so that engines that share a process group never mix messages
 _T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER = range(1, 7)
 _TAG_STRIDE = 8
+_FOREVER = timedelta(days=1)   # what the waiter threads pass to gloo: the deadlines are kept here instead
 
 
 def block_bounds(num_nodes: int, world_size: int) -> np.ndarray:
@@ -73,6 +75,40 @@ def block_bounds(num_nodes: int, world_size: int) -> np.ndarray:
     counts = np.full(world_size, base, dtype=np.int64)
     counts[:extra] += 1
     return np.concatenate([[0], np.cumsum(counts)])
+
+
+class _Waiter:
+    """Waits for gloo works, in order, in a daemon thread, so that the caller can give up at its own deadline.
+
+    gloo's own timeout (``work.wait(timeout)``) closes every connection of the process when it fires, after
+    which no abort notice could go out; so gloo is never asked to time out and the thread is simply left
+    behind when a peer never answers.
+    """
+
+    def __init__(self, items: list[tuple[int, Any]]):
+        self.items = items
+        self.index = 0
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="jwins-gloo-wait", daemon=True).start()
+
+    def _run(self) -> None:
+        for i, (_, work) in enumerate(self.items):
+            self.index = i
+            try:
+                work.wait(_FOREVER)
+            except BaseException as e:  # noqa: BLE001 - reported to the caller
+                self.error = e
+                break
+        self._done.set()
+
+    def wait(self, seconds: float) -> bool:
+        """True when every work finished (successfully or not, see ``error``) within ``seconds``."""
+        return self._done.wait(max(seconds, 0.0))
+
+    @property
+    def peer(self) -> int:
+        return self.items[self.index][0]
 
 
 @dataclass(frozen=True)
@@ -155,12 +191,12 @@ class DistributedEngine:
                      (("sizes", _T_SIZES), ("payload", _T_PAYLOAD), ("gather", _T_GATHER), ("ctrl", _T_CTRL),
                       ("hello", _T_HELLO), ("barrier", _T_BARRIER))}
         # the control channel: one receive posted from every peer, completed by DONE or ABORT
-        self._ctrl: dict[int, list] = {}
+        self._ctrl: dict[int, dict[str, Any]] = {}
         try:
             for peer in self._peers():
                 buf = torch.zeros(4, dtype=torch.int64)
-                self._ctrl[peer] = [buf, dist.irecv(buf, src=peer, group=self._group, tag=self._tag["ctrl"]),
-                                    None]
+                work = dist.irecv(buf, src=peer, group=self._group, tag=self._tag["ctrl"])
+                self._ctrl[peer] = {"buf": buf, "work": work, "waiter": None}
             self._hello(config)
         except BaseException:
             self._failed = True
@@ -192,16 +228,17 @@ class DistributedEngine:
         return works
 
     def _wait(self, works: list[tuple[int, Any]], what: str, deadline: float | None = None) -> None:
+        """Wait for ``works`` until ``deadline`` (default: ``timeout`` from now); a failed or late peer
+        raises PeerError."""
+        if not works:
+            return
         deadline = time.monotonic() + self.timeout if deadline is None else deadline
-        for peer, work in works:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            try:
-                ok = work.wait(timedelta(seconds=remaining))
-            except Exception as e:
-                self._peer_failed(peer, what, e)
-            else:
-                if ok is False:
-                    self._peer_failed(peer, what, TimeoutError("timed out"))
+        waiter = _Waiter(works)
+        finished = waiter.wait(deadline - time.monotonic())
+        if waiter.error is not None:
+            self._peer_failed(waiter.peer, what, waiter.error)
+        if not finished:
+            self._peer_failed(waiter.peer, what, None)
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -211,21 +248,20 @@ class DistributedEngine:
             self._wait([(peer, work)], what, deadline)
             self._round1 = saved
 
-    def _ctrl_message(self, peer: int, wait_s: float = 0.2) -> np.ndarray | None:
-        """The control message ``peer`` sent us, if any (waits briefly; a broken link gives None)."""
-        entry = self._ctrl.get(peer)
-        if entry is None:
+    def _ctrl_waiter(self, peer: int) -> _Waiter:
+        entry = self._ctrl[peer]
+        if entry["waiter"] is None:
+            entry["waiter"] = _Waiter([(peer, entry["work"])])
+        return entry["waiter"]
+
+    def _ctrl_message(self, peer: int, wait_s: float = 0.0) -> np.ndarray | None:
+        """The control message ``peer`` sent us, if it arrives within ``wait_s`` (a broken link: None)."""
+        if peer not in self._ctrl:
             return None
-        buf, work, got = entry
-        if got is None and work is not None:
-            try:
-                work.wait(timedelta(seconds=wait_s))
-                got = buf.numpy().copy()
-            except Exception as e:
-                print(f"DBG rank {self.rank} ctrl from {peer} failed {e}", file=sys.stderr, flush=True)
-                got = None
-            entry[1], entry[2] = None, got
-        return got
+        waiter = self._ctrl_waiter(peer)
+        if waiter.wait(wait_s) and waiter.error is None:
+            return self._ctrl[peer]["buf"].numpy().copy()
+        return None
 
     def _send_ctrl(self, kind: int, culprit: int, round1: int, reason: int, skip: set[int]) -> None:
         """Best effort: tell every other rank (except ``skip``) ``kind``; never raises."""
@@ -239,26 +275,32 @@ class DistributedEngine:
                 continue
             try:
                 works.append(dist.isend(msg, dst=q, group=self._group, tag=self._tag["ctrl"]))
-            except Exception as e:
-                print(f"DBG rank {self.rank} ctrl post to {q} failed {e!r}", file=sys.stderr, flush=True)
-        deadline = time.monotonic() + min(2.0, self.timeout)
-        for w in works:
-            try:
-                w.wait(timedelta(seconds=max(deadline - time.monotonic(), 0.001)))
-                print(f"DBG rank {self.rank} sent ctrl {kind}", file=sys.stderr, flush=True)
-            except Exception as e:
-                print(f"DBG rank {self.rank} ctrl send failed {e}", file=sys.stderr, flush=True)
+            except Exception:
+                pass
+        if works:
+            _Waiter([(-1, w) for w in works]).wait(min(2.0, self.timeout))
 
-    def _peer_failed(self, peer: int, what: str, exc: BaseException) -> None:
-        """Name the rank at fault, tell the others, raise PeerError."""
-        text = str(exc)
-        reason = _TIMEOUT if ("timed out" in text.lower() or "timeout" in text.lower()) else _CLOSED
-        if "Application timeout caused pair closure" in text:  # an earlier wait on this peer timed out
-            reason = _TIMEOUT
+    def _peer_failed(self, peer: int, what: str, exc: BaseException | None) -> None:
+        """Name the rank at fault (``exc`` None: ``peer`` is late), tell the others, raise PeerError.
+
+        If a rank already found the culprit it has told us on the control channel (before its connection
+        closed, which is often how we noticed): then we name that culprit, not the messenger.
+        """
+        reason = _TIMEOUT if exc is None or "timeout" in str(exc).lower() else _CLOSED
         culprit, round1, reporter = peer, self._round1, None
-        note = self._ctrl_message(peer)
+        note = self._ctrl_message(peer, 0.5 if exc is None else 0.2)
+        if note is None or int(note[0]) != _ABORT:
+            for q in self._peers():   # an abort notice from anyone else?
+                other = self._ctrl_message(q, 0.0) if q != peer else None
+                if other is not None and int(other[0]) == _ABORT:
+                    note, peer_of_note = other, q
+                    break
+            else:
+                peer_of_note = peer
+        else:
+            peer_of_note = peer
         if note is not None and int(note[0]) == _ABORT:
-            culprit, round1, reason, reporter = int(note[1]), int(note[2]), int(note[3]), peer
+            culprit, round1, reason, reporter = int(note[1]), int(note[2]), int(note[3]), peer_of_note
         elif note is not None and int(note[0]) == _DONE:
             self._failed = True
             self._abort(culprit, round1, _ERROR, skip={peer})
@@ -504,11 +546,13 @@ class DistributedEngine:
                 self._peer_failed(q, what, e)
         deadline = time.monotonic() + self.timeout
         for q in self._peers():
-            buf, work, got = self._ctrl[q]
-            if got is None:
-                self._wait([(q, work)], what, deadline)
-                got = buf.numpy().copy()
-                self._ctrl[q][1:] = [None, got]
+            waiter = self._ctrl_waiter(q)
+            finished = waiter.wait(deadline - time.monotonic())
+            if waiter.error is not None:
+                self._peer_failed(q, what, waiter.error)
+            if not finished:
+                self._peer_failed(q, what, None)
+            got = self._ctrl[q]["buf"].numpy().copy()
             if int(got[0]) == _ABORT:
                 self._failed = True
                 raise PeerError(self._message(int(got[1]), int(got[2]), int(got[3]), q, what))

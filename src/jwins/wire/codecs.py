@@ -693,7 +693,7 @@ def _local_fpzip_version() -> tuple[int, int]:
     return _FPZIP_VERSION
 
 
-def _fpzip_decode(section: Any, k: int) -> np.ndarray:
+def _fpzip_decode(section: Any, k: int, *, trusted: bool = False) -> np.ndarray:
     if k == 0:
         if len(section):
             raise WireError(f"fpzip value section must be empty for k=0, it has {len(section)} bytes")
@@ -718,6 +718,8 @@ def _fpzip_decode(section: Any, k: int) -> np.ndarray:
         )
     if dims != (k, 1, 1, 1):
         raise WireError(f"fpzip stream holds an array of shape {dims}, expected ({k}, 1, 1, 1) for k={k}")
+    if trusted:  # bytes this process's own encoder produced (the simulator): no need to isolate fpzip
+        return np.ascontiguousarray(_fpzip_module().decompress(stream).reshape(-1), dtype=np.float32)
     return _FPZIP_SANDBOX.decompress(stream, k)
 
 
