@@ -64,7 +64,7 @@ from ..topology import Graph
 _DONE, _ABORT, _HELLO = 1, 2, 3
 _CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED = 0, 1, 2, 3
 # tags, offset by a per-engine base so that engines that share a process group never mix messages
-_T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER = range(1, 7)
+_T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER, _T_SHUT = range(1, 8)
 _TAG_STRIDE = 8
 _FOREVER = timedelta(days=1)   # what the waiter threads pass to gloo: the deadlines are kept here instead
 
@@ -85,11 +85,14 @@ class _Waiter:
     behind when a peer never answers.
     """
 
-    def __init__(self, items: list[tuple[int, Any]]):
+    def __init__(self, items: list[tuple[int, Any]], registry: list | None = None):
         self.items = items
         self.index = 0
         self.error: BaseException | None = None
         self._done = threading.Event()
+        if registry is not None:
+            registry[:] = [w for w in registry if not w.finished]
+            registry.append(self)
         threading.Thread(target=self._run, name="jwins-gloo-wait", daemon=True).start()
 
     def _run(self) -> None:
@@ -109,6 +112,10 @@ class _Waiter:
     @property
     def peer(self) -> int:
         return self.items[self.index][0]
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class DistributedEngine:
         self._abort_sent = False
         self._round1 = 0              # the round being run, 1-based as in metrics.jsonl (0: before the first)
         self._pending: list[tuple[int, str, Any, Any, int]] = []   # sends not yet waited for
+        self._waiters: list[_Waiter] = []   # waiter threads that may still be blocked
         self._plan_graph: Graph | None = None
         self._plan: _Plan | None = None
         self._exc_at_start = sys.exc_info()[1]
@@ -189,7 +197,7 @@ class DistributedEngine:
         DistributedEngine._instances += 1
         self._tag = {name: base + t for name, t in
                      (("sizes", _T_SIZES), ("payload", _T_PAYLOAD), ("gather", _T_GATHER), ("ctrl", _T_CTRL),
-                      ("hello", _T_HELLO), ("barrier", _T_BARRIER))}
+                      ("hello", _T_HELLO), ("barrier", _T_BARRIER), ("shut", _T_SHUT))}
         # the control channel: one receive posted from every peer, completed by DONE or ABORT
         self._ctrl: dict[int, dict[str, Any]] = {}
         try:
@@ -233,7 +241,7 @@ class DistributedEngine:
         if not works:
             return
         deadline = time.monotonic() + self.timeout if deadline is None else deadline
-        waiter = _Waiter(works)
+        waiter = _Waiter(works, self._waiters)
         finished = waiter.wait(deadline - time.monotonic())
         if waiter.error is not None:
             self._peer_failed(waiter.peer, what, waiter.error)
@@ -251,7 +259,7 @@ class DistributedEngine:
     def _ctrl_waiter(self, peer: int) -> _Waiter:
         entry = self._ctrl[peer]
         if entry["waiter"] is None:
-            entry["waiter"] = _Waiter([(peer, entry["work"])])
+            entry["waiter"] = _Waiter([(peer, entry["work"])], self._waiters)
         return entry["waiter"]
 
     def _ctrl_message(self, peer: int, wait_s: float = 0.0) -> np.ndarray | None:
@@ -278,7 +286,7 @@ class DistributedEngine:
             except Exception:
                 pass
         if works:
-            _Waiter([(-1, w) for w in works]).wait(min(2.0, self.timeout))
+            _Waiter([(-1, w) for w in works], self._waiters).wait(min(2.0, self.timeout))
 
     def _peer_failed(self, peer: int, what: str, exc: BaseException | None) -> None:
         """Name the rank at fault (``exc`` None: ``peer`` is late), tell the others, raise PeerError.
@@ -523,11 +531,36 @@ class DistributedEngine:
                 self._abort(self.rank, self._round1, _INTERRUPTED if interrupted else _ERROR, skip=set())
         finally:
             self._pending = []
+            if any(not w.finished for w in self._waiters):
+                self._release_waiters()
+            # drop every Work now: they keep the process group (and on rank 0 its store, which listens on
+            # MASTER_PORT) alive, and a later engine in this process needs that port
+            self._ctrl, self._waiters, self._plan, self._plan_graph = {}, [], None, None
             if self._owned:
                 try:
                     self._dist.destroy_process_group()
                 except Exception:
                     pass
+
+    def _release_waiters(self) -> None:
+        """Close every gloo connection of this process (a gloo timeout does exactly that) so that the waiter
+        threads still blocked on silent peers return now: one that returned during interpreter shutdown would
+        abort the process ("terminate called without an active exception")."""
+        import torch
+
+        for q in self._peers():
+            try:
+                work = self._dist.irecv(torch.zeros(1), src=q, group=self._group, tag=self._tag["shut"])
+            except Exception:
+                continue   # this connection is closed already; try another
+            try:
+                work.wait(timedelta(milliseconds=1))
+            except Exception:
+                pass
+            break
+        for waiter in self._waiters:
+            waiter.wait(2.0)
+        self._waiters = []
 
     def _finish(self) -> None:
         import torch
