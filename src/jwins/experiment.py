@@ -322,8 +322,25 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     directory. ``resume`` continues the run in ``run_dir`` from its last checkpoint; the metrics of a resumed
     run are those of an uninterrupted one.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_threads(config))
+    try:
+        return _run(config, quiet=quiet, engine=engine, run_dir=run_dir, write=write, resume=resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _threads(config: Config) -> int:
+    """Torch intra-op threads for a run: ``engine.threads``, or 1 on the CPU. Per-node training is a stream of
+    small kernels, for which one thread is fastest, and several threads spin against each other as soon as
+    anything else uses the cores (measured on 2 cores under load: 0.58 s per round with 1 thread against 4.2 s
+    with 2, 16 nodes of the Fashion-MNIST CNN)."""
     if config.engine.threads:
-        torch.set_num_threads(config.engine.threads)
+        return config.engine.threads
+    return 1 if config.engine.device == "cpu" else torch.get_num_threads()
+
+
+def _run(config: Config, *, quiet: bool, engine, run_dir, write: bool, resume: bool) -> Result:
     owned = engine is None
     engine = engine or _make_engine(config)
     world, params = build_world(config, engine.nodes)
