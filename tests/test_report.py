@@ -226,7 +226,7 @@ def test_format_table(three_runs):
     lines = text.splitlines()
     assert len(lines) == 2 + 3
     header = lines[0]
-    for unit in ("acc %", "MB/node", "vs full %", "rounds to 70%", "MB to 70%", "net s"):
+    for unit in ("acc %", "MB/node", "vs full %", "rounds to 70.0%", "MB to 70.0%", "net s"):
         assert unit in header
     full, jwins, topk = lines[2:]
     assert full.split()[:5] == ["full", "80.00", "75.00", "4.000", "100.0"]

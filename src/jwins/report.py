@@ -329,7 +329,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         targets = {(row.get("metric", "accuracy"), row.get("target")) for row in rows if "target" in row}
         if len(targets) == 1:
             metric, t = targets.pop()
-            at = f"{100 * t:g}%" if metric == "accuracy" else f"RMSE {t:g}"
+            at = f"{100 * t:.1f}%" if metric == "accuracy" else f"RMSE {t:.4g}"
         else:
             at = "target"
         cols += [(f"rounds to {at}", lambda r: None if r.get("rounds_to_target") is None
