@@ -3,6 +3,7 @@
     python benchmarks/round.py                                  # the full table (about 10-15 minutes on 2 cores)
     python benchmarks/round.py --nodes 16 --datasets cifar10    # one slice
     python benchmarks/round.py --threads 1,2                    # compare torch intra-op thread counts
+    python benchmarks/round.py --code before=/tmp/old/src       # also run another checkout's code, interleaved
 
 For every (dataset, N) it runs, interleaved and each in a fresh subprocess (so that each reads its own peak
 RSS): the "training floor" ``sharing.algorithm = local`` (the same training, no sharing), full sharing and
@@ -92,6 +93,7 @@ def child(spec: dict) -> dict:
         "phases": {p: records[p][warmup:] for p in PHASES},
         "eval_per_node": evaluate / max(1, min(spec["eval_nodes"], spec["nodes"])),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "jwins": str(Path(experiment.__file__).parent),
         "wall": wall,
         "threads": torch.get_num_threads(),
         "dim": int(result.params.shape[1]),
@@ -122,6 +124,8 @@ def write_synthetic_cifar(root: Path, train: int, test: int = 10_000, seed: int 
 def run_child(spec: dict) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
+    if spec.get("src"):
+        env["PYTHONPATH"] = spec["src"] + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
@@ -134,31 +138,31 @@ def median(xs: list[float]) -> float:
 
 
 def table(results: list[dict]) -> str:
-    head = (f"{'dataset':<13} {'N':>4} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} "
+    head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} "
             + " ".join(f"{p:>8}" for p in PHASES) + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'MB/node':>7}")
     lines = [head, "-" * len(head)]
     floors: dict[tuple, float] = {}
     grouped: dict[tuple, list[dict]] = {}
     for r in results:
         s = r["spec"]
-        grouped.setdefault((s["dataset"], s["nodes"], s["threads"], s["algorithm"], s["codec"],
-                            s.get("method", "loop"), tuple(s.get("extra", []))), []).append(r)
+        grouped.setdefault((s["dataset"], s["nodes"], s.get("code", "now"), s["threads"], s["algorithm"],
+                            s["codec"], s.get("method", "loop"), tuple(s.get("extra", []))), []).append(r)
     rows = []
     for key, runs in grouped.items():
-        dataset, n, threads, algorithm, codec, method, extra = key
+        dataset, n, code, threads, algorithm, codec, method, extra = key
         rnd = median([x for r in runs for x in r["round"]])
         phases = {p: median([x for r in runs for x in r["phases"][p]]) for p in PHASES}
         if algorithm == "local":
-            floors[(dataset, n, threads)] = rnd
+            floors[(dataset, n, code, threads)] = rnd
         rows.append((key, rnd, phases, median([r["eval_per_node"] for r in runs]),
                      max(r["peak_rss_mb"] for r in runs)))
     for key, rnd, phases, ev, rss in rows:
-        dataset, n, threads, algorithm, codec, method, extra = key
+        dataset, n, code, threads, algorithm, codec, method, extra = key
         name = algorithm + ("/vmap" if method == "vmap" else "") + ("*" if extra else "")
-        floor = floors.get((dataset, n, threads))
+        floor = floors.get((dataset, n, code, threads))
         ratio = f"{rnd / floor:7.2f}" if floor else f"{'':>7}"
         other = rnd - sum(phases.values())
-        lines.append(f"{dataset:<13} {n:>4} {threads:>3} {name:<9} {codec if algorithm != 'local' else '-':<7} "
+        lines.append(f"{dataset:<13} {n:>4} {code:<6} {threads:>3} {name:<9} {codec if algorithm != 'local' else '-':<7} "
                      f"{rnd:8.3f} {ratio} " + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
                      + f" {other:7.4f} {ev:9.3f} {rss:8.0f} {rss / n:7.1f}")
     return "\n".join(lines)
@@ -178,7 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1, help="repeat the interleaved sequence and pool")
     ap.add_argument("--eval-nodes", type=int, default=4, help="nodes evaluated in the last round")
     ap.add_argument("--cifar-samples", type=int, default=10_000, help="synthetic CIFAR-10 training samples")
+    ap.add_argument("--cifar-root", default="", help="use this cifar-10-batches-py data instead of synthetic data")
     ap.add_argument("--set", action="append", default=[], help="extra config override for every run")
+    ap.add_argument("--code", action="append", default=[],
+                    help="LABEL=SRC: also run the jwins package under SRC (another checkout's src/), interleaved")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args(argv)
     if args.child:
@@ -192,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="jwins-bench-") as tmp:
         roots = {"fashion-mnist": str(FASHION)}
         if "cifar10" in datasets:
-            roots["cifar10"] = str(write_synthetic_cifar(Path(tmp), args.cifar_samples))
+            roots["cifar10"] = args.cifar_root or str(write_synthetic_cifar(Path(tmp), args.cifar_samples))
+        codes = [("now", "")] + [tuple(c.split("=", 1)) for c in args.code]
         specs = []
         for dataset in datasets:
             for n in [int(x) for x in args.nodes.split(",")]:
@@ -200,31 +208,30 @@ def main(argv: list[str] | None = None) -> None:
                     for method in args.method.split(","):
                         for algorithm in args.algorithms.split(","):
                             for codec in (["float32"] if algorithm == "local" else args.codecs.split(",")):
-                                specs.append(dict(dataset=dataset, root=roots[dataset], nodes=n, threads=threads,
-                                                  algorithm=algorithm, codec=codec, method=method,
-                                                  warmup=args.warmup, rounds=args.rounds,
-                                                  eval_nodes=args.eval_nodes, extra=args.set))
+                                for code, src in codes:
+                                    specs.append(dict(dataset=dataset, root=roots[dataset], nodes=n,
+                                                      threads=threads, algorithm=algorithm, codec=codec,
+                                                      method=method, warmup=args.warmup, rounds=args.rounds,
+                                                      eval_nodes=args.eval_nodes, extra=args.set, code=code,
+                                                      src=src))
         results = []
         start = time.perf_counter()
         for rep in range(args.repeats):
             for spec in specs:  # interleaved: every configuration once per repeat
                 r = run_child(spec)
                 results.append(r)
-                print(f"# {spec['dataset']} N={spec['nodes']} threads={spec['threads']} {spec['algorithm']} "
+                print(f"# {spec['dataset']} N={spec['nodes']} {spec['code']} threads={spec['threads']} {spec['algorithm']} "
                       f"{spec['codec']} {spec['method']}: {median(r['round']):.3f} s/round "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"# seconds per round (median of {args.rounds} rounds after {args.warmup} warm-up, x{args.repeats}); "
           f"phases in seconds; eval/node = seconds to evaluate one node on the whole test set")
     print(table(results))
-    for dataset in datasets:
-        if dataset != "cifar10":
-            continue
-        for r in results:
-            s = r["spec"]
-            if s["nodes"] == 16 and s["algorithm"] in REFERENCE and s["codec"] == "fpzip":
-                print(f"# {s['algorithm']} N=16 threads={s['threads']}: {median(r['round']):.3f} s/round vs "
-                      f"decentralizepy {REFERENCE[s['algorithm']]:.3f} s: "
-                      f"{REFERENCE[s['algorithm']] / median(r['round']):.2f}x faster")
+    for r in results:
+        s = r["spec"]
+        if s["dataset"] == "cifar10" and s["nodes"] == 16 and s["algorithm"] in REFERENCE and s["codec"] == "fpzip":
+            ref = REFERENCE[s["algorithm"]]
+            print(f"# cifar10 {s['algorithm']} N=16 ({s['code']}, threads={s['threads']}): {median(r['round']):.3f} "
+                  f"s/round; decentralizepy {ref:.3f} s/round: ratio {ref / median(r['round']):.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

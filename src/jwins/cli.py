@@ -40,8 +40,6 @@ def _quote(value: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import Interrupted, format_summary, run
-
     if args.resume:
         if args.config:
             raise JwinsError("--resume RUN_DIR reads the run's own config.json; do not also give a config file")
@@ -51,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine; each runs this command
         return launch_local_workers(rank_argv(args), cfg.engine.workers, timeout=cfg.engine.timeout)
+    from .experiment import Interrupted, format_summary, run
+
     try:
         result = run(cfg, quiet=args.quiet, run_dir=args.resume, resume=bool(args.resume))
     except Interrupted as e:

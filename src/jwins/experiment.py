@@ -105,8 +105,8 @@ def build_world(config: Config, nodes: list[int]) -> tuple[World, torch.Tensor]:
     return world, params
 
 
-def default_run_dir(config: Config) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def default_run_dir(config: Config, when: float | None = None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
     return Path("runs") / f"{config.sharing.algorithm}-{config.data.name}-{stamp}"
 
 
@@ -358,7 +358,7 @@ def _run(config: Config, *, quiet: bool, engine, run_dir, write: bool, resume: b
     slowdown = stragglers(config)[hosted]
     modelled = bool(config.network.bandwidth_mbps or config.network.latency_ms)
 
-    out = Path(run_dir or config.out or default_run_dir(config))
+    out = Path(run_dir or config.out or default_run_dir(config, getattr(engine, "started", None)))
     resolved = config_mod.to_dict(config)
     ckpt_path = checkpoint.path_for(out, engine.rank, engine.world_size)
     metrics: list[dict[str, Any]] = []

@@ -40,6 +40,14 @@ class FlatModel:
         """The module's output for input ``x`` with the parameters in ``row``."""
         return torch.func.functional_call(self.module, self.unflatten(row), (x,))
 
+    def replica(self) -> FlatModel:
+        """The same layout over a private copy of the template module.
+
+        ``__call__`` goes through ``torch.func.functional_call``, which swaps the template's parameters for the
+        duration of the call; threads that call a model at the same time each need their own replica.
+        """
+        return FlatModel(copy.deepcopy(self.module))
+
     def module_for(self, params: Tensor, node: int) -> nn.Module:
         """A module whose parameters are views into ``params[node]``: writes to either are seen by both."""
         module = copy.deepcopy(self.module)

@@ -53,15 +53,17 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError, JwinsError, PeerError
-from ..topology import Graph
+
+if TYPE_CHECKING:  # importing topology (and so torch) is left to the ranks: the launcher stays light
+    from ..topology import Graph
 
 # control-channel kinds and reasons
-_DONE, _ABORT, _HELLO = 1, 2, 3
+_DONE, _ABORT = 1, 2
 _CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED = 0, 1, 2, 3
 # tags, offset by a per-engine base so that engines that share a process group never mix messages
 _T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER, _T_SHUT = range(1, 8)
@@ -134,7 +136,9 @@ class DistributedEngine:
     the ranks check at start-up that they all run the same configuration.
     """
 
-    _instances = 0
+    _instances = 0            # engines made in this process: each gets its own tags
+    _created_group = False    # this module initialised the default process group
+    _gloo_group = None        # the gloo group made when the default group is not gloo (e.g. NCCL)
 
     def __init__(self, num_nodes: int, *, timeout: float = 60.0, device: str = "cpu", config: Any = None):
         import torch
@@ -143,7 +147,6 @@ class DistributedEngine:
         self._dist = dist
         self.timeout = float(timeout)
         self.num_nodes = int(num_nodes)
-        self._owned = False
         self._closed = False
         self._failed = False          # an error was raised or announced: no final handshake
         self._abort_sent = False
@@ -153,6 +156,7 @@ class DistributedEngine:
         self._plan_graph: Graph | None = None
         self._plan: _Plan | None = None
         self._exc_at_start = sys.exc_info()[1]
+        self.started = time.time()    # rank 0's clock, once the ranks have met: names the default run directory
 
         if dist.is_available() and dist.is_initialized():
             rank, world = dist.get_rank(), dist.get_world_size()
@@ -179,8 +183,11 @@ class DistributedEngine:
             torch.cuda.set_device(local % torch.cuda.device_count())
             self.device = torch.device("cuda", torch.cuda.current_device())
 
+        # A world of one rank needs no process group. The group this module creates stays up for later runs
+        # in the same process (tearing it down and meeting again on the same MASTER_PORT races with the
+        # other ranks' teardown); it is destroyed only after a failure, when its connections are gone anyway.
         self._group = None
-        if not dist.is_initialized():
+        if world > 1 and not dist.is_initialized():
             try:
                 dist.init_process_group("gloo", timeout=timedelta(seconds=self.timeout), rank=rank,
                                         world_size=world)
@@ -189,9 +196,13 @@ class DistributedEngine:
                 raise PeerError(f"rank {rank} of {world}: the ranks did not all meet at {where} within "
                                 f"engine.timeout = {self.timeout:g} s ({_first_line(e)}); start all {world} ranks "
                                 "with the same MASTER_ADDR/MASTER_PORT (torchrun does this)") from e
-            self._owned = True
-        elif dist.get_backend() != "gloo":
-            self._group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout))
+            DistributedEngine._created_group = True
+        elif world > 1 and dist.get_backend() != "gloo":
+            if DistributedEngine._gloo_group is None:
+                DistributedEngine._gloo_group = dist.new_group(backend="gloo",
+                                                               timeout=timedelta(seconds=self.timeout))
+            self._group = DistributedEngine._gloo_group
+        self._owned = world > 1 and DistributedEngine._created_group
 
         base = _TAG_STRIDE * (DistributedEngine._instances % 100_000)
         DistributedEngine._instances += 1
@@ -296,27 +307,23 @@ class DistributedEngine:
         """
         reason = _TIMEOUT if exc is None or "timeout" in str(exc).lower() else _CLOSED
         culprit, round1, reporter = peer, self._round1, None
-        note = self._ctrl_message(peer, 0.5 if exc is None else 0.2)
-        if note is None or int(note[0]) != _ABORT:
-            for q in self._peers():   # an abort notice from anyone else?
-                other = self._ctrl_message(q, 0.0) if q != peer else None
-                if other is not None and int(other[0]) == _ABORT:
-                    note, peer_of_note = other, q
-                    break
-            else:
-                peer_of_note = peer
-        else:
-            peer_of_note = peer
-        if note is not None and int(note[0]) == _ABORT:
-            culprit, round1, reason, reporter = int(note[1]), int(note[2]), int(note[3]), peer_of_note
-        elif note is not None and int(note[0]) == _DONE:
+        # what peer told us (waiting a moment for it), then what anyone else already told us
+        notes = [(peer, self._ctrl_message(peer, 0.5 if exc is None else 0.2))]
+        notes += [(q, self._ctrl_message(q)) for q in self._peers() if q != peer]
+        aborts = [(q, note) for q, note in notes if note is not None and int(note[0]) == _ABORT]
+        first = notes[0][1]
+        if aborts:
+            reporter, note = aborts[0]
+            culprit, round1, reason = int(note[1]), int(note[2]), int(note[3])
+        elif first is not None and int(first[0]) == _DONE:
             self._failed = True
-            self._abort(culprit, round1, _ERROR, skip={peer})
+            self._abort(self.rank, round1, _ERROR, skip={peer})
             raise PeerError(f"{self._describe_rank(peer)} finished the run while rank {self.rank} still expected "
                             f"data from it ({what}, {self._round_text(self._round1)}): the ranks disagree about "
                             "the experiment; start them all with the same configuration")
         self._failed = True
-        self._abort(culprit, round1, reason, skip={peer, culprit})
+        # the culprit is told too: if it is only slow, it learns why the others stopped
+        self._abort(culprit, round1, reason, skip=set() if reporter is None else {reporter})
         raise PeerError(self._message(culprit, round1, reason, reporter, what)) from exc
 
     def _abort(self, culprit: int, round1: int, reason: int, skip: set[int]) -> None:
@@ -328,7 +335,10 @@ class DistributedEngine:
         who = self._describe_rank(culprit)
         when = self._round_text(round1)
         if culprit == self.rank:
-            return f"this rank ({who}) was reported as failed {when} by rank {reporter}"
+            if reason == _TIMEOUT:
+                return (f"rank {reporter} gave up on this rank ({who}) {when}: it heard nothing from it within "
+                        f"engine.timeout = {self.timeout:g} s; is the timeout shorter than a round's work?")
+            return f"rank {reporter} reported this rank ({who}) as failed {when}"
         how = {
             _CLOSED: f"{who} went missing {when}: its connection closed (the process exited or crashed)",
             _TIMEOUT: f"{who} stopped answering {when}: nothing arrived within engine.timeout = "
@@ -341,7 +351,8 @@ class DistributedEngine:
         return f"{how} [{seen}]; the other ranks stop too"
 
     def _hello(self, config: Any) -> None:
-        """Start-up check: every rank runs the same world and configuration (rank 0 compares the digests)."""
+        """Start-up check: every rank runs the same world and configuration (rank 0 compares the digests);
+        rank 0 also hands out its start time, so that every rank names the same default run directory."""
         import torch
 
         dist = self._dist
@@ -355,17 +366,18 @@ class DistributedEngine:
                                 for p, b in bufs.items()}, what)
             self._wait(works, what)
             bad = [p for p, b in bufs.items() if bytes(b.numpy()) != digest]
-            reply = torch.tensor([len(bad), bad[0] if bad else -1], dtype=torch.int64)
+            reply = torch.tensor([len(bad), bad[0] if bad else -1, round(self.started * 1e6)], dtype=torch.int64)
             works = self._post({p: [dist.P2POp(dist.isend, reply, p, self._group, self._tag["hello"])]
                                 for p in self._peers()}, what)
             self._wait(works, what)
         else:
             mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
-            reply = torch.zeros(2, dtype=torch.int64)
+            reply = torch.zeros(3, dtype=torch.int64)
             works = self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["hello"]),
                                     dist.P2POp(dist.irecv, reply, 0, self._group, self._tag["hello"])]}, what)
             self._wait(works, what)
             bad = [int(reply[1])] if int(reply[0]) else []
+            self.started = int(reply[2]) / 1e6
         if bad:
             raise ConfigError(f"rank {bad[0]} runs a different configuration (or number of nodes) than rank 0; "
                               "every rank must run the same config (only engine.* and out may differ)")
@@ -514,18 +526,20 @@ class DistributedEngine:
                                                   self._tag["barrier"])]}, what), what)
 
     def close(self) -> None:
-        """End of the run. After success: the final handshake (every rank waits until all are done), then the
-        process group this engine created is destroyed. While an exception propagates (or after a peer
-        failure): tell the others, then tear down without waiting."""
+        """End of the run. After success: the final handshake (every rank waits until all are done); the
+        process group stays up for the next run in this process. While an exception propagates (or after a peer
+        failure): tell the others, then tear down without waiting (and destroy the group this module made)."""
         if self._closed:
             return
         self._closed = True
         exc = sys.exc_info()[1]
         if exc is self._exc_at_start:
             exc = None
+        clean = False
         try:
             if exc is None and not self._failed:
                 self._finish()
+                clean = True
             elif not self._abort_sent and self.world_size > 1 and not isinstance(exc, PeerError):
                 interrupted = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Interrupted"
                 self._abort(self.rank, self._round1, _INTERRUPTED if interrupted else _ERROR, skip=set())
@@ -533,10 +547,9 @@ class DistributedEngine:
             self._pending = []
             if any(not w.finished for w in self._waiters):
                 self._release_waiters()
-            # drop every Work now: they keep the process group (and on rank 0 its store, which listens on
-            # MASTER_PORT) alive, and a later engine in this process needs that port
             self._ctrl, self._waiters, self._plan, self._plan_graph = {}, [], None, None
-            if self._owned:
+            if self._owned and not clean:
+                DistributedEngine._created_group = False
                 try:
                     self._dist.destroy_process_group()
                 except Exception:
@@ -558,8 +571,9 @@ class DistributedEngine:
             except Exception:
                 pass
             break
+        end = time.monotonic() + 2.0
         for waiter in self._waiters:
-            waiter.wait(2.0)
+            waiter.wait(end - time.monotonic())
         self._waiters = []
 
     def _finish(self) -> None:
@@ -636,8 +650,8 @@ def needs_local_launch(config: Any) -> bool:
     whole experiment and write the same run directory."""
     if "RANK" in os.environ:
         if config.engine.kind == "local" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(f"this is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (started by torchrun) "
-                              "but engine.kind = 'local'; add --set engine.kind=distributed")
+            raise ConfigError(f"this is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (started by "
+                              "torchrun) but engine.kind = 'local'; add --set engine.kind=distributed")
         return False
     return config.engine.workers > 1
 
@@ -721,6 +735,8 @@ def _supervise(procs: list[subprocess.Popen], timeout: float) -> int:
         time.sleep(0.05)
     if not failed:
         return 0
+    if all(code == 130 for _, code in failed) and len(failed) == len(procs):
+        return 130   # Ctrl-C: every rank stopped after the same round and said how to resume
     listed = ", ".join(f"rank {r} ({_status(c)})" for r, c in failed)
     raise JwinsError(f"{len(failed)} of {len(procs)} local ranks failed, in this order: {listed}; "
                      "each rank's own error is printed above")
