@@ -5,75 +5,22 @@ the batches do not depend on which process hosts the node. The SGD update (lr, m
 ``torch.optim.SGD``) is applied to the whole [N, D] matrix at once; gradients come from a per-node loop
 (fastest on CPU) or from ``torch.func.vmap`` over nodes (``train.method = "vmap"``, for GPUs).
 
-On CPU the per-node loop runs nodes side by side: ``torch.get_num_threads()`` worker threads (the
-``engine.threads`` budget), each running torch with one intra-op thread on its own replica of the model.
-A node's batch of 8 images is far too small to split over threads (torch's default for one op at a time:
-2 threads were 1.0-5x slower than 1 in benchmarks/README.md, worst on a busy machine), while different nodes
-are independent. What a node computes does not depend on which thread runs it.
+On CPU the per-node loop and the evaluation run nodes side by side (:mod:`jwins.parallel`): the thread budget
+(``engine.threads``) goes to worker threads that each run whole nodes single-threaded, not to splitting a
+node's tiny ops. What a node computes does not depend on which thread runs it.
 """
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import rng
+from . import parallel, rng
 from .flat import FlatModel
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-_local = threading.local()
-
-
-def node_workers(device: torch.device | str = "cpu") -> int:
-    """How many nodes run side by side: the torch intra-op thread budget on CPU, one on an accelerator."""
-    return torch.get_num_threads() if torch.device(device).type == "cpu" else 1
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    with _pools_lock:
-        if workers not in _pools:
-            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="jwins-node")
-        return _pools[workers]
-
-
-def _replica(flat: FlatModel) -> FlatModel:
-    """This worker thread's own copy of ``flat`` (made on first use), running torch single-threaded."""
-    replicas = getattr(_local, "replicas", None)
-    if replicas is None:
-        torch.set_num_threads(1)
-        replicas = _local.replicas = weakref.WeakKeyDictionary()
-    if flat not in replicas:
-        replicas[flat] = flat.replica()
-    return replicas[flat]
-
-
-def map_nodes(fn: Callable[[FlatModel, T], R], items: Sequence[T], flat: FlatModel, workers: int) -> list[R]:
-    """``[fn(model, item) for item in items]`` with the items spread over ``workers`` threads.
-
-    Each thread calls ``fn`` with its own replica of ``flat`` and one torch intra-op thread; the results are
-    in the order of ``items``. With one worker (or one item) everything runs here, unchanged.
-    """
-    if workers <= 1 or len(items) <= 1:
-        return [fn(flat, item) for item in items]
-    budget = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers' share: new threads start with the global setting
-    try:
-        return list(_pool(workers).map(lambda item: fn(_replica(flat), item), items))
-    finally:
-        torch.set_num_threads(budget)
 
 
 def loss_fn(task: str):
@@ -133,26 +80,30 @@ class Trainer:
         rows_t = torch.from_numpy(rows).to(params.device)
         grads = torch.zeros(len(rows), params.shape[1], device=params.device)
         total = np.zeros(len(rows))
-        for step in range(self.steps):
-            if self.method == "vmap":
-                x = self.train_x[ids_t[:, step]].to(params.device)
-                y = self.train_y[ids_t[:, step]].to(params.device)
-                g, value = self._vgrad(params[rows_t], x, y)
-                grads.copy_(g)
-                total += value.detach().cpu().numpy()
-            else:
-                def node_step(flat: FlatModel, j: int, step: int = step) -> float:
-                    batch = ids_t[j, step]
-                    x = self.train_x[batch].to(params.device)
-                    y = self.train_y[batch].to(params.device)
-                    row = params[rows[j]].detach().requires_grad_(True)
-                    value = self.loss(flat(row, x), y)
-                    (g,) = torch.autograd.grad(value, row)
-                    grads[j] = g
-                    return float(value.detach())
+        section = parallel.single_threaded() if self.method == "loop" and params.device.type == "cpu" \
+            else contextlib.nullcontext()
+        with section:
+            workers = parallel.budget(params.device)
+            for step in range(self.steps):
+                if self.method == "vmap":
+                    x = self.train_x[ids_t[:, step]].to(params.device)
+                    y = self.train_y[ids_t[:, step]].to(params.device)
+                    g, value = self._vgrad(params[rows_t], x, y)
+                    grads.copy_(g)
+                    total += value.detach().cpu().numpy()
+                else:
+                    def node_step(flat: FlatModel, j: int, step: int = step) -> float:
+                        batch = ids_t[j, step]
+                        x = self.train_x[batch].to(params.device)
+                        y = self.train_y[batch].to(params.device)
+                        row = params[rows[j]].detach().requires_grad_(True)
+                        value = self.loss(flat(row, x), y)
+                        (g,) = torch.autograd.grad(value, row)
+                        grads[j] = g
+                        return float(value.detach())
 
-                total += np.asarray(map_nodes(node_step, range(len(rows)), self.flat, node_workers(params.device)))
-            self._update(state, params, rows_t, grads, all_rows=len(rows) == n)
+                    total += np.asarray(parallel.map_nodes(node_step, range(len(rows)), self.flat, workers))
+                self._update(state, params, rows_t, grads, all_rows=len(rows) == n)
         losses[rows] = total / self.steps
         return params, losses
 
@@ -182,22 +133,27 @@ def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *,
     metric, loss = np.zeros(n), np.zeros(n)
     count = len(test_y)
 
-    @torch.inference_mode()
-    def one(model: FlatModel, i: int) -> tuple[float, float]:
-        correct = 0.0
-        total_loss = 0.0
-        for start in range(0, count, batch_size):
-            x = test_x[start:start + batch_size].to(params.device)
-            y = test_y[start:start + batch_size].to(params.device)
-            out = model(params[i], x)
-            if task == "classification":
-                total_loss += float(F.cross_entropy(out, y, reduction="sum"))
-                correct += float((out.argmax(1) == y).sum())
-            else:
-                total_loss += float(F.mse_loss(out, y, reduction="sum"))
-        return correct, total_loss
+    starts = range(0, count, batch_size)
 
-    for i, (correct, total_loss) in enumerate(map_nodes(one, range(n), flat, node_workers(params.device))):
+    @torch.inference_mode()
+    def one(model: FlatModel, item: tuple[int, int]) -> tuple[float, float]:
+        i, start = item
+        x = test_x[start:start + batch_size].to(params.device)
+        y = test_y[start:start + batch_size].to(params.device)
+        out = model(params[i], x)
+        if task == "classification":
+            return float((out.argmax(1) == y).sum()), float(F.cross_entropy(out, y, reduction="sum"))
+        return 0.0, float(F.mse_loss(out, y, reduction="sum"))
+
+    # every (node, batch) is independent: spread them over the workers, then sum each node's in batch order
+    items = [(i, start) for i in range(n) for start in starts]
+    results = iter(parallel.map_nodes(one, items, flat, parallel.budget(params.device)))
+    for i in range(n):
+        correct = total_loss = 0.0
+        for _ in starts:
+            c, l = next(results)
+            correct += c
+            total_loss += l
         loss[i] = total_loss / count
         metric[i] = correct / count if task == "classification" else np.sqrt(loss[i])
     return metric, loss

@@ -33,20 +33,39 @@ from .base import Inbox, Mixing, fill_in_average, to_numpy
 def top_k_mask(scores: Tensor, ks: np.ndarray) -> Tensor:
     """[N, D] boolean mask of the ks[i] largest entries of each row of ``scores`` (ties: lower index first).
 
-    Rows with the same k are handled together, so the cost is a handful of vectorised partitions.
+    Per row, the k-th largest value t is found by a selection (``np.partition`` on CPU: an introselect ~15x
+    faster than ``torch.kthvalue``; NaN ranks above everything in both); the mask is then ``scores >= t``,
+    unless more than k entries equal or exceed t, where the ties at t go to the lowest indices.
     """
     n, d = scores.shape
-    mask = torch.zeros(n, d, dtype=torch.bool, device=scores.device)
-    for k in np.unique(ks):
-        rows = torch.from_numpy(np.flatnonzero(ks == k)).to(scores.device)
-        k = int(k)
-        if k <= 0:
-            continue
-        if k >= d:
-            mask[rows] = True
-            continue
-        s = scores[rows]
-        threshold = torch.kthvalue(s, d - k + 1, dim=1, keepdim=True).values  # the k-th largest per row
+    ks = np.asarray(ks, dtype=np.int64)
+    thresholds = torch.full((n, 1), float("nan"), dtype=scores.dtype, device=scores.device)
+    partial = (ks > 0) & (ks < d)
+    if partial.any():
+        rows = np.flatnonzero(partial)
+        if scores.device.type == "cpu":
+            s = scores.detach().numpy()
+            t = np.empty(n, dtype=s.dtype)
+            for k in np.unique(ks[rows]):
+                same = rows[ks[rows] == k]
+                picked = s[same] if len(same) < n else s
+                t[same] = np.partition(picked, d - k, axis=1)[:, d - k]
+            thresholds[torch.from_numpy(rows)] = torch.from_numpy(t[rows]).unsqueeze(1)
+        else:
+            for k in np.unique(ks[rows]):
+                same = torch.from_numpy(rows[ks[rows] == k]).to(scores.device)
+                thresholds[same] = torch.kthvalue(scores[same], d - int(k) + 1, dim=1, keepdim=True).values
+    mask = scores >= thresholds  # rows with k <= 0 compare with NaN: nothing
+    full = ks >= d
+    if full.any():
+        mask[torch.from_numpy(np.flatnonzero(full)).to(scores.device)] = True
+    # rows where the entries >= t are not exactly k (ties at t beyond k, or a NaN threshold): ties by index
+    counts = np.count_nonzero(mask.numpy(), axis=1) if mask.device.type == "cpu" else mask.sum(1).cpu().numpy()
+    wrong = partial & (counts != ks)
+    if wrong.any():
+        rows = torch.from_numpy(np.flatnonzero(wrong)).to(scores.device)
+        s, threshold = scores[rows], thresholds[rows]
+        k = torch.from_numpy(ks[wrong]).to(scores.device).unsqueeze(1)
         above = s > threshold
         ties = s == threshold
         room = k - above.sum(1, keepdim=True)
@@ -102,22 +121,22 @@ class PartialModel:
                 ) -> tuple[list[Message], PartialState]:
         z = self.transform.forward(params)
         acc = state.accumulated
-        change = z - state.reference
+        # the scores are built in one buffer (fewer fresh [N, D'] allocations: each costs page faults)
         if self.selection == "value":
-            score = z
+            score = z.abs()
         elif not self.accumulation:
-            score = change
+            score = torch.sub(z, state.reference).abs_()
         elif self.accumulate_averaging:
-            score = change + acc
+            score = torch.sub(z, state.reference).add_(acc).abs_()  # |(W x - W x_prev) + A|
         else:
-            acc = acc + change
-            score = acc
+            acc = torch.sub(z, state.reference).add_(acc)  # A + (W x - W x_prev)
+            score = acc.abs()
         alphas = self.draw_alphas(rngs)
         dim = z.shape[1]
         dense = alphas >= self.metadata_cap
         ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)])
-        mask = top_k_mask(score.abs(), ks)
-        acc = acc.masked_fill(mask, 0.0)
+        mask = top_k_mask(score, ks)
+        acc = score.copy_(acc).masked_fill_(mask, 0.0)  # A with what is sent zeroed, over the spent scores
         values = to_numpy(z)
         mask_np = mask.cpu().numpy()
         messages = []
@@ -137,7 +156,7 @@ class PartialModel:
         z_new = self.transform.forward(new)
         acc = state.accumulated
         if self.accumulation and self.accumulate_averaging:
-            acc = acc + (z_new - state.reference)
+            acc = torch.sub(z_new, state.reference).add_(acc)  # A + (W x_new - W x_prev)
         return new, PartialState(state.nodes, z_new, acc)
 
 

@@ -782,6 +782,7 @@ class _FpzipSandbox:
                 stderr=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
+                start_new_session=True,  # Ctrl-C in the terminal stops the run gracefully, not this helper
             )
         except (OSError, ValueError) as exc:
             raise WireError(f"cannot start the isolated fpzip decoder: {exc}") from None
