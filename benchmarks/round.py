@@ -126,6 +126,7 @@ def run_child(spec: dict) -> dict:
     env.setdefault("PYTHONHASHSEED", "0")
     if spec.get("src"):
         env["PYTHONPATH"] = spec["src"] + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(spec.get("env") or {})
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
@@ -138,7 +139,7 @@ def median(xs: list[float]) -> float:
 
 
 def table(results: list[dict]) -> str:
-    head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} "
+    head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} {'x train':>7} "
             + " ".join(f"{p:>8}" for p in PHASES) + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'MB/node':>7}")
     lines = [head, "-" * len(head)]
     floors: dict[tuple, float] = {}
@@ -154,16 +155,18 @@ def table(results: list[dict]) -> str:
         phases = {p: median([x for r in runs for x in r["phases"][p]]) for p in PHASES}
         if algorithm == "local":
             floors[(dataset, n, code, threads)] = rnd
-        rows.append((key, rnd, phases, median([r["eval_per_node"] for r in runs]),
+        # round time over the train phase of the same rounds: the finest-grained interleaving there is
+        own = median([x / t for r in runs for x, t in zip(r["round"], r["phases"]["train"]) if t > 0])
+        rows.append((key, rnd, own, phases, median([r["eval_per_node"] for r in runs]),
                      max(r["peak_rss_mb"] for r in runs)))
-    for key, rnd, phases, ev, rss in rows:
+    for key, rnd, own, phases, ev, rss in rows:
         dataset, n, code, threads, algorithm, codec, method, extra = key
         name = algorithm + ("/vmap" if method == "vmap" else "") + ("*" if extra else "")
         floor = floors.get((dataset, n, code, threads))
         ratio = f"{rnd / floor:7.2f}" if floor else f"{'':>7}"
         other = rnd - sum(phases.values())
         lines.append(f"{dataset:<13} {n:>4} {code:<6} {threads:>3} {name:<9} {codec if algorithm != 'local' else '-':<7} "
-                     f"{rnd:8.3f} {ratio} " + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
+                     f"{rnd:8.3f} {ratio} {own:7.2f} " + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
                      + f" {other:7.4f} {ev:9.3f} {rss:8.0f} {rss / n:7.1f}")
     return "\n".join(lines)
 
@@ -185,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cifar-root", default="", help="use this cifar-10-batches-py data instead of synthetic data")
     ap.add_argument("--set", action="append", default=[], help="extra config override for every run")
     ap.add_argument("--code", action="append", default=[],
-                    help="LABEL=SRC: also run the jwins package under SRC (another checkout's src/), interleaved")
+                    help="LABEL=SRC[@THREADS][+VAR=VALUE...]: also run the jwins package under SRC (another "
+                         "checkout's src/; empty: this one), interleaved, optionally with its own engine.threads "
+                         "and environment variables")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args(argv)
     if args.child:
@@ -200,7 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         roots = {"fashion-mnist": str(FASHION)}
         if "cifar10" in datasets:
             roots["cifar10"] = args.cifar_root or str(write_synthetic_cifar(Path(tmp), args.cifar_samples))
-        codes = [("now", "")] + [tuple(c.split("=", 1)) for c in args.code]
+        codes = [("now", "", None, {})]
+        for c in args.code:  # LABEL=SRC[@THREADS][+VAR=VALUE...]
+            label, src = c.split("=", 1)
+            src, *env = src.split("+")
+            src, _, pinned = src.partition("@")
+            codes.append((label, src, int(pinned) if pinned else None, dict(e.split("=", 1) for e in env)))
         specs = []
         for dataset in datasets:
             for n in [int(x) for x in args.nodes.split(",")]:
@@ -208,12 +218,13 @@ def main(argv: list[str] | None = None) -> None:
                     for method in args.method.split(","):
                         for algorithm in args.algorithms.split(","):
                             for codec in (["float32"] if algorithm == "local" else args.codecs.split(",")):
-                                for code, src in codes:
+                                for code, src, pinned, env in codes:
                                     specs.append(dict(dataset=dataset, root=roots[dataset], nodes=n,
-                                                      threads=threads, algorithm=algorithm, codec=codec,
+                                                      threads=threads if pinned is None else pinned,
+                                                      algorithm=algorithm, codec=codec,
                                                       method=method, warmup=args.warmup, rounds=args.rounds,
                                                       eval_nodes=args.eval_nodes, extra=args.set, code=code,
-                                                      src=src))
+                                                      src=src, env=env))
         results = []
         start = time.perf_counter()
         for rep in range(args.repeats):

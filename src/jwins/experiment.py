@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import config as config_mod
-from . import checkpoint, rng, topology, wire
+from . import checkpoint, parallel, rng, topology, wire
 from .config import Config
 from .data import datasets
 from .data.partition import partition as partition_data
@@ -324,8 +324,10 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(_threads(config))
+    parallel.reuse_freed_memory()  # round temporaries reuse freed blocks instead of page-faulting fresh ones
     try:
-        return _run(config, quiet=quiet, engine=engine, run_dir=run_dir, write=write, resume=resume)
+        with parallel.workers(config.engine.threads):  # nodes side by side: engine.threads, or one per core
+            return _run(config, quiet=quiet, engine=engine, run_dir=run_dir, write=write, resume=resume)
     finally:
         torch.set_num_threads(threads)
 

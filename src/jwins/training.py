@@ -57,6 +57,7 @@ class Trainer:
         self.loss = loss_fn(task)
         self.seed, self.steps, self.batch_size = seed, local_steps, batch_size
         self.lr, self.momentum, self.weight_decay, self.method = lr, momentum, weight_decay, method
+        self._grads: Tensor | None = None  # [N, D] gradient buffer kept across rounds (a fresh one page-faults)
         if method == "vmap":
             def one(row, x, y):
                 return self.loss(self.flat(row, x), y)
@@ -78,7 +79,10 @@ class Trainer:
                                       steps=self.steps, batch_size=self.batch_size) for r in rows])
         ids_t = torch.from_numpy(ids)
         rows_t = torch.from_numpy(rows).to(params.device)
-        grads = torch.zeros(len(rows), params.shape[1], device=params.device)
+        if self._grads is None or self._grads.shape != params.shape or self._grads.device != params.device \
+                or self._grads.dtype != params.dtype:
+            self._grads = torch.empty_like(params)
+        grads = self._grads[:len(rows)]  # every row is written at every step before it is read
         total = np.zeros(len(rows))
         section = parallel.single_threaded() if self.method == "loop" and params.device.type == "cpu" \
             else contextlib.nullcontext()

@@ -2,7 +2,9 @@
 
 ``wavelet`` is the multilevel 1-D discrete wavelet transform JWINS uses: PyWavelets ``wavedec`` along the
 rows, coefficients concatenated coarse to fine (as ``pywt.coeffs_to_array`` lays out 1-D coefficients), and
-``waverec`` truncated to D for the inverse. On a GPU the rows travel to the CPU for PyWavelets.
+``waverec`` truncated to D for the inverse. On a GPU the rows travel to the CPU for PyWavelets. Rows are
+independent, so blocks of rows go to the worker threads of :mod:`jwins.parallel` (PyWavelets releases the
+GIL); the coefficients are PyWavelets' own, bit for bit.
 
 >>> import torch
 >>> t = wavelet("sym2", level=4)
@@ -22,16 +24,39 @@ import pywt
 import torch
 from torch import Tensor
 
+from . import parallel
+
 
 class Transform(NamedTuple):
     name: str
-    forward: Callable[[Tensor], Tensor]        # [N, D] -> [N, D']
-    inverse: Callable[[Tensor, int], Tensor]   # ([N, D'], D) -> [N, D]
-    dim: Callable[[int], int]                  # D -> D'
+    forward: Callable[..., Tensor]   # ([N, D], out=None) -> [N, D']; with ``out`` ([N, D']) written there
+    inverse: Callable[..., Tensor]   # ([N, D'], D, out=None) -> [N, D]; likewise
+    dim: Callable[[int], int]        # D -> D'
 
 
 def identity() -> Transform:
-    return Transform("identity", lambda x: x.clone(), lambda z, d: z, lambda d: d)  # clone: never alias params
+    def forward(x: Tensor, out: Tensor | None = None) -> Tensor:
+        return x.clone() if out is None else out.copy_(x)  # clone: never alias params
+
+    def inverse(z: Tensor, d: int, out: Tensor | None = None) -> Tensor:
+        return z if out is None else out.copy_(z)
+
+    return Transform("identity", forward, inverse, lambda d: d)
+
+
+def _target(out: Tensor | None, shape: tuple[int, int]) -> np.ndarray:
+    """Where to write a result: ``out``'s own memory when it is a float32 CPU tensor, else a new array."""
+    if out is not None and out.device.type == "cpu" and out.dtype == torch.float32 and out.is_contiguous():
+        return out.numpy()
+    return np.empty(shape, dtype=np.float32)
+
+
+def _result(target: np.ndarray, out: Tensor | None, device: torch.device) -> Tensor:
+    if out is None:
+        return torch.from_numpy(target).to(device)
+    if out.device.type != "cpu" or out.dtype != torch.float32 or not out.is_contiguous():
+        out.copy_(torch.from_numpy(target))
+    return out
 
 
 def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> Transform:
@@ -47,17 +72,29 @@ def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> T
             cache[d] = lengths(d)
         return cache[d]
 
-    def forward(x: Tensor) -> Tensor:
+    def forward(x: Tensor, out: Tensor | None = None) -> Tensor:
         arr = x.detach().to("cpu", torch.float32).numpy()
-        coeffs = pywt.wavedec(arr, w, mode=mode, level=level, axis=1)
-        return torch.from_numpy(np.concatenate(coeffs, axis=1)).to(x.device)
+        offsets = np.cumsum([0] + split_sizes(arr.shape[1]))
+        target = _target(out, (arr.shape[0], int(offsets[-1])))
 
-    def inverse(z: Tensor, d: int) -> Tensor:
+        def rows(sl: slice) -> None:
+            coeffs = pywt.wavedec(arr[sl], w, mode=mode, level=level, axis=1)
+            for c, start, stop in zip(coeffs, offsets[:-1], offsets[1:]):
+                target[sl, start:stop] = c
+
+        parallel.map_items(rows, parallel.row_chunks(arr.shape[0], parallel.budget(x.device)))
+        return _result(target, out, x.device)
+
+    def inverse(z: Tensor, d: int, out: Tensor | None = None) -> Tensor:
         arr = z.detach().to("cpu", torch.float32).numpy()
-        sizes = split_sizes(d)
-        coeffs = np.split(arr, np.cumsum(sizes)[:-1], axis=1)
-        x = pywt.waverec(coeffs, w, mode=mode, axis=1)[:, :d]
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(z.device)
+        bounds = np.cumsum(split_sizes(d))[:-1]
+        target = _target(out, (arr.shape[0], d))
+
+        def rows(sl: slice) -> None:
+            target[sl] = pywt.waverec(np.split(arr[sl], bounds, axis=1), w, mode=mode, axis=1)[:, :d]
+
+        parallel.map_items(rows, parallel.row_chunks(arr.shape[0], parallel.budget(z.device)))
+        return _result(target, out, z.device)
 
     return Transform(f"wavelet-{name}-{level}", forward, inverse, lambda d: sum(split_sizes(d)))
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import parallel
 from ..wire.message import Message
 
 Inbox = dict[int, list[Message]]  # receiver's global id -> decoded messages of its in-neighbours, by sender
@@ -71,18 +72,28 @@ def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
     ``y_i = w_ii z_i + sum_j w_ij fill_j(z_i)`` with ``fill_j(z_i)`` = z_i with positions S_j set to v_j,
     computed as ``z_i + sum_j w_ij (v_j - z_i[S_j])`` scattered at S_j, in sender order. Dense messages are the
     case S_j = everything, and then this is plain D-PSGD averaging. Returns a new [N, D] tensor.
+
+    Rows are independent: blocks of rows go to the worker threads of :mod:`jwins.parallel`.
     """
-    y = z.clone()
-    for row, pairs in enumerate(transform_inbox(inbox, mixing)):
+    pairs = transform_inbox(inbox, mixing)
+    y = torch.empty_like(z)
+    parallel.map_items(lambda rows: fill_in_rows(z, y, pairs, rows),
+                       parallel.row_chunks(z.shape[0], parallel.budget(z.device)))
+    return y
+
+
+def fill_in_rows(z: Tensor, y: Tensor, pairs: list[list[tuple[float, Message]]], rows: slice) -> None:
+    """:func:`fill_in_average` for ``rows``, written into ``y[rows]`` (``pairs``: :func:`transform_inbox`)."""
+    y[rows] = z[rows]
+    for row in range(*rows.indices(z.shape[0])):
         zi, yi = z[row], y[row]
-        for w, m in pairs:
+        for w, m in pairs[row]:
             v = _as_tensor(m.values, z)
             if m.indices is None:
                 yi.add_(v - zi, alpha=w)
             else:
                 idx = _as_tensor(m.indices, z)
                 yi.index_add_(0, idx, v - zi[idx], alpha=w)
-    return y
 
 
 def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:

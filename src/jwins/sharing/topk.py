@@ -27,7 +27,8 @@ from torch import Tensor
 
 from ..transforms import Transform, identity
 from ..wire.message import Message
-from .base import Inbox, Mixing, fill_in_average, to_numpy
+from .. import parallel
+from .base import Inbox, Mixing, fill_in_rows, to_numpy, transform_inbox
 
 
 def top_k_mask(scores: Tensor, ks: np.ndarray) -> Tensor:
@@ -119,44 +120,69 @@ class PartialModel:
 
     def prepare(self, state: PartialState, params: Tensor, round: int, rngs: list[np.random.Generator]
                 ) -> tuple[list[Message], PartialState]:
-        z = self.transform.forward(params)
-        acc = state.accumulated
-        # the scores are built in one buffer (fewer fresh [N, D'] allocations: each costs page faults)
-        if self.selection == "value":
-            score = z.abs()
-        elif not self.accumulation:
-            score = torch.sub(z, state.reference).abs_()
-        elif self.accumulate_averaging:
-            score = torch.sub(z, state.reference).add_(acc).abs_()  # |(W x - W x_prev) + A|
-        else:
-            acc = torch.sub(z, state.reference).add_(acc)  # A + (W x - W x_prev)
-            score = acc.abs()
         alphas = self.draw_alphas(rngs)
-        dim = z.shape[1]
+        n = params.shape[0]
+        dim = self.transform.dim(params.shape[1])
         dense = alphas >= self.metadata_cap
-        ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)])
-        mask = top_k_mask(score, ks)
-        acc = score.copy_(acc).masked_fill_(mask, 0.0)  # A with what is sent zeroed, over the spent scores
-        values = to_numpy(z)
-        mask_np = mask.cpu().numpy()
-        messages = []
-        for i, node in enumerate(state.nodes):
-            if dense[i]:
-                messages.append(Message(node, round, dim, None, values[i]))
+        ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)], dtype=np.int64)
+        z = torch.empty(n, dim, dtype=state.reference.dtype, device=params.device)
+        acc = torch.empty_like(z)
+        mask = torch.empty(n, dim, dtype=torch.bool, device=params.device)
+
+        def rows(sl: slice) -> list[Message]:
+            # every row is independent: blocks of rows run on the worker threads, each written into its rows
+            # of z, acc and mask (block-sized temporaries also stay clear of fresh page-faulting allocations)
+            zr = self.transform.forward(params[sl], out=z[sl])
+            a = state.accumulated[sl]
+            if self.selection == "value":
+                score = zr.abs()
+            elif not self.accumulation:
+                score = torch.sub(zr, state.reference[sl]).abs_()
+            elif self.accumulate_averaging:
+                score = torch.sub(zr, state.reference[sl]).add_(a).abs_()  # |(W x - W x_prev) + A|
             else:
-                idx = np.flatnonzero(mask_np[i])
-                messages.append(Message(node, round, dim, idx, values[i, idx]))
+                a = torch.sub(zr, state.reference[sl]).add_(a)  # A + (W x - W x_prev)
+                score = a.abs()
+            m = top_k_mask(score, ks[sl])
+            mask[sl] = m
+            acc[sl] = a
+            acc[sl].masked_fill_(m, 0.0)  # A with what is sent zeroed
+            values = to_numpy(zr)
+            mask_np = m.cpu().numpy()
+            out = []
+            for i, node in zip(range(*sl.indices(n)), state.nodes[sl]):
+                j = i - sl.start
+                if dense[i]:
+                    out.append(Message(node, round, dim, None, values[j]))
+                else:
+                    idx = np.flatnonzero(mask_np[j])
+                    out.append(Message(node, round, dim, idx, values[j, idx]))
+            return out
+
+        blocks = parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
+        messages = [m for block in blocks for m in block]
         return messages, state._replace(accumulated=acc, coeffs=z, shared=mask)
 
     def merge(self, state: PartialState, params: Tensor, inbox: Inbox, mixing: Mixing
               ) -> tuple[Tensor, PartialState]:
         z = state.coeffs if state.coeffs is not None else self.transform.forward(params)
-        y = fill_in_average(z, inbox, mixing)
-        new = self.transform.inverse(y, params.shape[1])
-        z_new = self.transform.forward(new)
-        acc = state.accumulated
-        if self.accumulation and self.accumulate_averaging:
-            acc = torch.sub(z_new, state.reference).add_(acc)  # A + (W x_new - W x_prev)
+        pairs = transform_inbox(inbox, mixing)
+        n, d = params.shape
+        y = torch.empty_like(z)
+        new = torch.empty(n, d, dtype=params.dtype, device=params.device)
+        z_new = torch.empty_like(z)
+        update = self.accumulation and self.accumulate_averaging
+        acc = torch.empty_like(state.accumulated) if update else state.accumulated
+
+        def rows(sl: slice) -> None:
+            fill_in_rows(z, y, pairs, sl)
+            self.transform.inverse(y[sl], d, out=new[sl])
+            self.transform.forward(new[sl], out=z_new[sl])
+            if update:
+                # A + (W x_new - W x_prev)
+                torch.sub(z_new[sl], state.reference[sl], out=acc[sl]).add_(state.accumulated[sl])
+
+        parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
         return new, PartialState(state.nodes, z_new, acc)
 
 
