@@ -52,6 +52,7 @@ def child(spec: dict) -> dict:
     from jwins import experiment
 
     records: dict[str, list[float]] = {p: [] for p in experiment.PHASES}
+    marks: dict[str, float] = {}
 
     class RecordingTimer(experiment._Timer):  # the loop's own timer, keeping every interval
         def __call__(self, phase: str):
@@ -60,6 +61,8 @@ def child(spec: dict) -> dict:
 
             class _Ctx:
                 def __enter__(self_inner):
+                    if phase == "evaluate" and "rss_before_eval" not in marks:
+                        marks["rss_before_eval"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
                     self_inner.before = outer.totals[phase]
                     return inner.__enter__()
 
@@ -93,6 +96,7 @@ def child(spec: dict) -> dict:
         "phases": {p: records[p][warmup:] for p in PHASES},
         "eval_per_node": evaluate / max(1, min(spec["eval_nodes"], spec["nodes"])),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "rounds_rss_mb": marks.get("rss_before_eval", float("nan")),
         "jwins": str(Path(experiment.__file__).parent),
         "wall": wall,
         "threads": torch.get_num_threads(),
@@ -140,7 +144,7 @@ def median(xs: list[float]) -> float:
 
 def table(results: list[dict]) -> str:
     head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} {'x train':>7} "
-            + " ".join(f"{p:>8}" for p in PHASES) + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'MB/node':>7}")
+            + " ".join(f"{p:>8}" for p in PHASES) + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'rnd MB':>7} {'MB/node':>7}")
     lines = [head, "-" * len(head)]
     floors: dict[tuple, float] = {}
     grouped: dict[tuple, list[dict]] = {}
@@ -158,8 +162,8 @@ def table(results: list[dict]) -> str:
         # round time over the train phase of the same rounds: the finest-grained interleaving there is
         own = median([x / t for r in runs for x, t in zip(r["round"], r["phases"]["train"]) if t > 0])
         rows.append((key, rnd, own, phases, median([r["eval_per_node"] for r in runs]),
-                     max(r["peak_rss_mb"] for r in runs)))
-    for key, rnd, own, phases, ev, rss in rows:
+                     max(r["peak_rss_mb"] for r in runs), max(r.get("rounds_rss_mb", float("nan")) for r in runs)))
+    for key, rnd, own, phases, ev, rss, rounds_rss in rows:
         dataset, n, code, threads, algorithm, codec, method, extra = key
         name = algorithm + ("/vmap" if method == "vmap" else "") + ("*" if extra else "")
         floor = floors.get((dataset, n, code, threads))
@@ -167,7 +171,7 @@ def table(results: list[dict]) -> str:
         other = rnd - sum(phases.values())
         lines.append(f"{dataset:<13} {n:>4} {code:<6} {threads:>3} {name:<9} {codec if algorithm != 'local' else '-':<7} "
                      f"{rnd:8.3f} {ratio} {own:7.2f} " + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
-                     + f" {other:7.4f} {ev:9.3f} {rss:8.0f} {rss / n:7.1f}")
+                     + f" {other:7.4f} {ev:9.3f} {rss:8.0f} {rounds_rss:7.0f} {rss / n:7.1f}")
     return "\n".join(lines)
 
 
@@ -235,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{spec['codec']} {spec['method']}: {median(r['round']):.3f} s/round "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"# seconds per round (median of {args.rounds} rounds after {args.warmup} warm-up, x{args.repeats}); "
-          f"phases in seconds; eval/node = seconds to evaluate one node on the whole test set")
+          f"phases in seconds; eval/node = seconds to evaluate one node on the whole test set; peak MB = peak RSS "
+          f"of the run (fresh process), rnd MB = peak RSS before the final evaluation; MB/node = peak MB / N")
     print(table(results))
     for r in results:
         s = r["spec"]
