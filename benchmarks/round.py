@@ -143,8 +143,9 @@ def median(xs: list[float]) -> float:
 
 
 def table(results: list[dict]) -> str:
-    head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<9} {'codec':<7} {'s/round':>8} {'x floor':>7} {'x train':>7} "
-            + " ".join(f"{p:>8}" for p in PHASES) + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'rnd MB':>7} {'MB/node':>7}")
+    head = (f"{'dataset':<13} {'N':>4} {'code':<6} {'thr':>3} {'algorithm':<10} {'codec':<7} {'s/round':>8} "
+            f"{'x floor':>7} {'x train':>7} " + " ".join(f"{p:>8}" for p in PHASES)
+            + f" {'other':>7} {'eval/node':>9} {'peak MB':>8} {'rnd MB':>7} {'MB/node':>7}")
     lines = [head, "-" * len(head)]
     floors: dict[tuple, float] = {}
     grouped: dict[tuple, list[dict]] = {}
@@ -157,7 +158,7 @@ def table(results: list[dict]) -> str:
         dataset, n, code, threads, algorithm, codec, method, extra = key
         rnd = median([x for r in runs for x in r["round"]])
         phases = {p: median([x for r in runs for x in r["phases"][p]]) for p in PHASES}
-        if algorithm == "local":
+        if algorithm == "local" and method == "loop" and not extra:
             floors[(dataset, n, code, threads)] = rnd
         # round time over the train phase of the same rounds: the finest-grained interleaving there is
         own = median([x / t for r in runs for x, t in zip(r["round"], r["phases"]["train"]) if t > 0])
@@ -169,8 +170,9 @@ def table(results: list[dict]) -> str:
         floor = floors.get((dataset, n, code, threads))
         ratio = f"{rnd / floor:7.2f}" if floor else f"{'':>7}"
         other = rnd - sum(phases.values())
-        lines.append(f"{dataset:<13} {n:>4} {code:<6} {threads:>3} {name:<9} {codec if algorithm != 'local' else '-':<7} "
-                     f"{rnd:8.3f} {ratio} {own:7.2f} " + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
+        lines.append(f"{dataset:<13} {n:>4} {code:<6} {threads:>3} {name:<10} "
+                     f"{codec if algorithm != 'local' else '-':<7} {rnd:8.3f} {ratio} {own:7.2f} "
+                     + " ".join(f"{phases[p]:8.4f}" for p in PHASES)
                      + f" {other:7.4f} {ev:9.3f} {rss:8.0f} {rounds_rss:7.0f} {rss / n:7.1f}")
     return "\n".join(lines)
 
@@ -235,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
             for spec in specs:  # interleaved: every configuration once per repeat
                 r = run_child(spec)
                 results.append(r)
-                print(f"# {spec['dataset']} N={spec['nodes']} {spec['code']} threads={spec['threads']} {spec['algorithm']} "
-                      f"{spec['codec']} {spec['method']}: {median(r['round']):.3f} s/round "
+                print(f"# {spec['dataset']} N={spec['nodes']} {spec['code']} threads={spec['threads']} "
+                      f"{spec['algorithm']} {spec['codec']} {spec['method']}: {median(r['round']):.3f} s/round "
                       f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     print(f"# seconds per round (median of {args.rounds} rounds after {args.warmup} warm-up, x{args.repeats}); "
           f"phases in seconds; eval/node = seconds to evaluate one node on the whole test set; peak MB = peak RSS "
