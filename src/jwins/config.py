@@ -156,7 +156,7 @@ class EvalConfig:
     every: int = 10               # evaluate every this many rounds (and after the last); 0 = only at the end
     nodes: int = 0                # evaluate a fixed random sample of this many nodes; 0 = all
     max_samples: int = 0          # evaluate on the first this many test samples; 0 = all
-    batch_size: int = 2048
+    batch_size: int = 256         # per forward pass; larger batches were slower on the CPU (benchmarks/README.md)
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, f"eval.every = {self.every} must be >= 0")

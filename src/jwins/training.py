@@ -131,7 +131,7 @@ class Trainer:
 
 @torch.inference_mode()
 def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *, task: str,
-             batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Per-node (metric, loss) on a test set: accuracy for classification, RMSE for regression."""
     n = params.shape[0]
     metric, loss = np.zeros(n), np.zeros(n)
