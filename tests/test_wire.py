@@ -826,3 +826,90 @@ def test_trusted_fpzip_decode_equals_isolated_decode():
     np.testing.assert_array_equal(a.values, values)
     np.testing.assert_array_equal(b.values, values)
     np.testing.assert_array_equal(a.indices, b.indices)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# encode_many / decode_many: helper processes side by side, the same bytes and values as one at a time
+
+
+@pytest.fixture
+def two_helpers(monkeypatch):
+    """The parallel path even on a 1-core machine."""
+    from jwins.wire import fpzip_helpers
+
+    monkeypatch.setattr(fpzip_helpers.HELPERS, "size", 2)
+    return fpzip_helpers.HELPERS
+
+
+def _batch(rng: np.random.Generator, count: int = 12, dim: int = 3000) -> list[Message]:
+    msgs = []
+    for i in range(count):
+        k = int(dim * rng.choice([0.0, 0.05, 0.3, 1.0]))
+        idx = _uniform(rng, dim, k)
+        msgs.append(Message(i, 4, dim, idx, (rng.normal(size=k) * 0.05).astype(np.float32), {"alpha": k / dim}))
+    msgs.append(Message(count, 4, dim, None, (rng.normal(size=dim)).astype(np.float32)))  # dense
+    return msgs
+
+
+@pytest.mark.parametrize("value_codec", ["fpzip", "float32", "float16"])
+def test_encode_many_equals_encode(two_helpers, value_codec):
+    from jwins.wire import encode_many
+
+    msgs = _batch(np.random.default_rng(11))
+    one_by_one = [encode(m, index_codec="rice", value_codec=value_codec) for m in msgs]
+    assert encode_many(msgs, index_codec="rice", value_codec=value_codec, parallel_min_values=0) == one_by_one
+    assert encode_many(msgs, index_codec="rice", value_codec=value_codec) == one_by_one  # below the threshold
+
+
+def test_encode_many_names_the_bad_message(two_helpers):
+    from jwins.wire import encode_many
+
+    msgs = _batch(np.random.default_rng(12))
+    dense = msgs[-1]
+    bad = dense.values.copy()
+    bad[7] = np.nan
+    msgs.insert(3, Message(99, dense.round, dense.dim, None, bad))
+    with pytest.raises(ValueError, match="values contain 1 NaN/inf entries"):
+        encode_many(msgs, index_codec="elias-gamma", value_codec="fpzip", parallel_min_values=0)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_decode_many_equals_decode_and_isolates_bad_messages(two_helpers, trusted):
+    """Good messages decode to exactly what decode() gives; each malformed one gets decode()'s WireError, and
+    the others are not affected (a crashed helper is replaced)."""
+    from jwins.wire import decode_many
+
+    rng = np.random.default_rng(13)
+    msgs = _batch(rng)
+    datas = [encode(m, index_codec="elias-gamma", value_codec="fpzip") for m in msgs]
+    if not trusted:
+        for pos in (2, 7):  # corrupt fpzip bodies, with a valid CRC: only fpzip itself can notice
+            lay = layout(datas[pos])
+            body = bytearray(datas[pos][:-4])
+            start = lay.header_bytes - 4 + lay.index_bytes
+            for _ in range(3):
+                at = start + 28 + int(rng.integers(0, lay.value_bytes - 28))
+                body[at] ^= 1 << int(rng.integers(0, 8))
+            datas[pos] = bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+        datas.append(datas[0][:-1])  # truncated
+        datas.append(b"not a message")
+    got = decode_many(datas, dim=3000, trusted=trusted, parallel_min_values=0)
+    assert len(got) == len(datas)
+    for data, out in zip(datas, got):
+        try:
+            expected = decode(data, dim=3000, trusted=trusted)
+        except WireError as exc:
+            assert isinstance(out, WireError), out
+            assert str(out) == str(exc)
+            continue
+        assert isinstance(out, Message), out
+        assert (out.sender, out.round, out.dim, out.extra) == (expected.sender, expected.round, expected.dim,
+                                                               expected.extra)
+        np.testing.assert_array_equal(out.values, expected.values)
+        if expected.indices is None:
+            assert out.indices is None
+        else:
+            np.testing.assert_array_equal(out.indices, expected.indices)
+    if not trusted:
+        assert sum(isinstance(o, WireError) for o in got) >= 3  # 2 and 7 may or may not survive the flips
+        assert isinstance(got[-1], WireError) and "bad magic" in str(got[-1])

@@ -131,32 +131,39 @@ class _Timer:
 
 
 def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, bytes]:
-    out = {}
+    try:
+        payloads = wire.encode_many(messages, index_codec=index_codec, value_codec=value_codec)
+    except ValueError:
+        payloads = None  # find the message and say which node
+    if payloads is not None:
+        return {m.sender: data for m, data in zip(messages, payloads)}
     for m in messages:
         try:
-            out[m.sender] = wire.encode(m, index_codec=index_codec, value_codec=value_codec)
+            wire.encode(m, index_codec=index_codec, value_codec=value_codec)
         except ValueError as e:
             if "NaN" in str(e) or "inf" in str(e):
                 raise JwinsError(f"node {m.sender}'s model is not finite in round {round} (training diverged): "
                                  f"{e}; lower train.lr") from None
             raise
-    return out
+    raise AssertionError("encode_many failed where encode did not")  # pragma: no cover
 
 
 def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim: int, round: int,
                   trusted: bool = False) -> dict[int, list[wire.Message]]:
-    cache: dict[int, wire.Message] = {}
+    # every distinct payload is decoded once (in the simulator a sender's bytes reach all its neighbours)
+    distinct: dict[int, bytes] = {}
+    for receiver in nodes:
+        for _, data in raw.get(receiver, []):
+            distinct.setdefault(id(data), data)
+    keys = list(distinct)
+    cache = dict(zip(keys, wire.decode_many([distinct[key] for key in keys], dim=dim, trusted=trusted)))
     inbox: dict[int, list[wire.Message]] = {}
     for receiver in nodes:
         messages = []
         for sender, data in sorted(raw.get(receiver, []), key=lambda p: p[0]):
-            key = id(data)
-            if key not in cache:
-                try:
-                    cache[key] = wire.decode(data, dim=dim, trusted=trusted)
-                except WireError as e:
-                    raise WireError(f"round {round}: message from node {sender} to node {receiver}: {e}") from None
-            m = cache[key]
+            m = cache[id(data)]
+            if isinstance(m, WireError):
+                raise WireError(f"round {round}: message from node {sender} to node {receiver}: {m}") from None
             if m.sender != sender or m.round != round:
                 raise WireError(f"round {round}: node {receiver} got a message claiming sender {m.sender}, round "
                                 f"{m.round} from node {sender}")

@@ -22,19 +22,12 @@ Value codec callables::
 """
 from __future__ import annotations
 
-import atexit
-import os
-import select
-import struct
-import subprocess
-import sys
-import threading
-import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from jwins.errors import WireError
+from jwins.wire import fpzip_helpers
 
 # --------------------------------------------------------------------------------------------------------
 # Codec records
@@ -693,11 +686,13 @@ def _local_fpzip_version() -> tuple[int, int]:
     return _FPZIP_VERSION
 
 
-def _fpzip_decode(section: Any, k: int, *, trusted: bool = False) -> np.ndarray:
+def fpzip_stream(section: Any, k: int) -> bytes | None:
+    """The fpzip stream of a value section after checking its header (lossless float32 of shape (k, 1, 1, 1),
+    this fpzip's version); ``None`` for k = 0. Raises WireError otherwise. Does not run fpzip."""
     if k == 0:
         if len(section):
             raise WireError(f"fpzip value section must be empty for k=0, it has {len(section)} bytes")
-        return np.zeros(0, dtype=np.float32)
+        return None
     if len(section) < _FPZIP_MIN_BYTES:
         raise WireError(f"fpzip value section of {len(section)} bytes is too short to hold an fpzip stream")
     stream = bytes(section)
@@ -718,151 +713,17 @@ def _fpzip_decode(section: Any, k: int, *, trusted: bool = False) -> np.ndarray:
         )
     if dims != (k, 1, 1, 1):
         raise WireError(f"fpzip stream holds an array of shape {dims}, expected ({k}, 1, 1, 1) for k={k}")
+    return stream
+
+
+def _fpzip_decode(section: Any, k: int, *, trusted: bool = False) -> np.ndarray:
+    stream = fpzip_stream(section, k)
+    if stream is None:
+        return np.zeros(0, dtype=np.float32)
     if trusted:  # bytes this process's own encoder produced (the simulator): no need to isolate fpzip
         return np.ascontiguousarray(_fpzip_module().decompress(stream).reshape(-1), dtype=np.float32)
-    return _FPZIP_SANDBOX.decompress(stream, k)
-
-
-# The fpzip C decoder trusts its input: fuzzing fpzip 1.2.5 with malformed streams corrupts its heap and
-# crashes the process (even with zero padding after the stream). Untrusted streams are therefore decoded in
-# a helper process that only runs fpzip; the helper also re-compresses what it decoded and requires the
-# identical stream back, so only canonical streams are accepted. A helper that failed or crashed is
-# replaced on the next call.
-_HELPER_CODE = r"""# jwins.wire fpzip decoder helper: reads (u32 size, u32 k, stream), writes status + k float32
-import struct, sys
-import numpy as np
-import fpzip
-inp, out = sys.stdin.buffer, sys.stdout.buffer
-def read_exact(n):
-    chunks = []
-    while n:
-        chunk = inp.read(n)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-while True:
-    head = read_exact(8)
-    if head is None:
-        break
-    size, k = struct.unpack("<II", head)
-    stream = read_exact(size)
-    if stream is None:
-        break
-    ok = False
-    try:
-        # zero padding keeps reads past the end of a truncated stream inside this buffer
-        arr = fpzip.decompress(stream + bytes(12 * k + 64)).reshape(-1)
-        ok = arr.dtype == np.float32 and arr.shape[0] == k and fpzip.compress(arr, precision=0, order="C") == stream
-    except Exception:
-        ok = False
-    if ok:
-        out.write(b"\x01" + arr.astype("<f4").tobytes())
-    else:
-        out.write(b"\x00")
-    out.flush()
-"""
-
-
-class _FpzipSandbox:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.proc: subprocess.Popen | None = None
-        self.pid = os.getpid()
-
-    def _start(self) -> subprocess.Popen:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
-        try:
-            return subprocess.Popen(
-                [sys.executable, "-c", _HELPER_CODE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-                close_fds=True,
-                start_new_session=True,  # Ctrl-C in the terminal stops the run gracefully, not this helper
-            )
-        except (OSError, ValueError) as exc:
-            raise WireError(f"cannot start the isolated fpzip decoder: {exc}") from None
-
-    def _stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        try:
-            proc.kill()
-            proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - best effort cleanup
-            pass
-        for pipe in (proc.stdin, proc.stdout):
-            try:
-                if pipe is not None:
-                    pipe.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-    def _read(self, fd: int, n: int, deadline: float) -> bytes:
-        chunks = []
-        while n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, min(n, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
-    def decompress(self, stream: bytes, k: int) -> np.ndarray:
-        with self.lock:
-            if self.pid != os.getpid():  # forked: the inherited helper belongs to the parent
-                self.proc, self.pid = None, os.getpid()
-            if self.proc is None or self.proc.poll() is not None:
-                self._stop()
-                self.proc = self._start()
-            proc = self.proc
-            deadline = time.monotonic() + 10.0 + 2e-6 * k
-            try:
-                proc.stdin.write(struct.pack("<II", len(stream), k) + stream)
-                proc.stdin.flush()
-                fd = proc.stdout.fileno()
-                status = self._read(fd, 1, deadline)
-                if status != b"\x01":
-                    self._stop()  # it may have corrupted its own memory on the malformed stream
-                    raise WireError(f"fpzip value stream is malformed (it does not decode to {k} float32 values)")
-                payload = self._read(fd, 4 * k, deadline)
-            except (OSError, EOFError, ValueError):
-                self._stop()
-                raise WireError("fpzip value stream is malformed (the isolated fpzip decoder crashed on it)") from None
-            except TimeoutError:
-                self._stop()
-                raise WireError("fpzip value stream is malformed (the isolated fpzip decoder did not finish)") from None
-        return np.frombuffer(payload, dtype="<f4").astype(np.float32)
-
-    def close(self) -> None:
-        with self.lock:
-            if self.pid == os.getpid():
-                self._stop()
-
-
-_FPZIP_SANDBOX = _FpzipSandbox()
-atexit.register(_FPZIP_SANDBOX.close)
-
-
-def _reset_after_fork() -> None:
-    _FPZIP_SANDBOX.lock = threading.Lock()
-    _FPZIP_SANDBOX.proc = None
-    _FPZIP_SANDBOX.pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    # untrusted: decoded in an isolated helper process (see fpzip_helpers.py)
+    return fpzip_helpers.HELPERS.checked_decompress(stream, k)
 
 
 FLOAT32_ID, FLOAT16_ID, BFLOAT16_ID, FPZIP_ID = 0, 1, 2, 3

@@ -34,8 +34,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jwins.errors import WireError
+from jwins.wire import fpzip_helpers
 from jwins.wire.codecs import (
     _fpzip_decode,
+    fpzip_stream,
     DENSE_ID,
     FPZIP_ID,
     INDEX_CODECS,
@@ -155,6 +157,16 @@ def _check_indices(indices: Any, dim: int, k: int) -> np.ndarray:
     return idx
 
 
+def _codecs(index_codec: str, value_codec: str):
+    icodec = INDEX_CODECS.get(index_codec)
+    if icodec is None:
+        raise ValueError(f"unknown index codec {index_codec!r}; known: {sorted(INDEX_CODECS)}")
+    vcodec = VALUE_CODECS.get(value_codec)
+    if vcodec is None:
+        raise ValueError(f"unknown value codec {value_codec!r}; known: {sorted(VALUE_CODECS)}")
+    return icodec, vcodec
+
+
 def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: str = "float32") -> bytes:
     """Serialise ``message``. See ``docs/wire-format.md``.
 
@@ -162,12 +174,57 @@ def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: s
     message (``indices is None``) always records "dense". Raises ValueError for a message that cannot be
     encoded (non-finite values, indices not sorted/unique/in range, too many or too long extras, ...).
     """
-    icodec = INDEX_CODECS.get(index_codec)
-    if icodec is None:
-        raise ValueError(f"unknown index codec {index_codec!r}; known: {sorted(INDEX_CODECS)}")
-    vcodec = VALUE_CODECS.get(value_codec)
-    if vcodec is None:
-        raise ValueError(f"unknown value codec {value_codec!r}; known: {sorted(VALUE_CODECS)}")
+    icodec, vcodec = _codecs(index_codec, value_codec)
+    return _encode(message, icodec, vcodec)
+
+
+def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", value_codec: str = "float32",
+                parallel_min_values: int | None = None) -> list[bytes]:
+    """``[encode(m, ...) for m in messages]``, the same bytes; raises what :func:`encode` raises, for the first
+    message that cannot be encoded.
+
+    With fpzip values, on a machine with several cores, once the messages hold at least
+    ``parallel_min_values`` values in all (default :data:`PARALLEL_MIN_VALUES`), the compressions run in
+    helper processes side by side (the fpzip binding holds the GIL, so threads cannot share them).
+    """
+    icodec, vcodec = _codecs(index_codec, value_codec)
+    sections = _parallel_fpzip_sections(messages, parallel_min_values) if vcodec.id == FPZIP_ID else None
+    if sections is None:
+        return [_encode(m, icodec, vcodec) for m in messages]
+    return [_encode(m, icodec, vcodec, vsec) for m, vsec in zip(messages, sections)]
+
+
+PARALLEL_MIN_VALUES = 100_000  # below this, helper processes cost more than they save
+
+
+def _parallel_fpzip_sections(messages: list[Message], minimum: int | None) -> list[bytes | None] | None:
+    """fpzip value sections computed by the helper processes, or None where a message is left to
+    :func:`_encode` (values it will reject, k = 0, a helper that failed); None for all when not worth it."""
+    minimum = PARALLEL_MIN_VALUES if minimum is None else minimum
+    if len(messages) < 2 or fpzip_helpers.HELPERS.size < 2:
+        return None
+    todo: list[int] = []
+    payloads: list[bytes] = []
+    counts: list[int] = []
+    for i, m in enumerate(messages):
+        try:
+            values = _check_values(m.values)
+        except ValueError:
+            continue  # _encode raises the error with the same message
+        if values.shape[0]:
+            todo.append(i)
+            payloads.append(values.astype("<f4", copy=False).tobytes())
+            counts.append(values.shape[0])
+    if len(todo) < 2 or sum(counts) < minimum:
+        return None
+    sections: list[bytes | None] = [None] * len(messages)
+    for i, reply in zip(todo, fpzip_helpers.HELPERS.map(fpzip_helpers.COMPRESS, payloads, counts)):
+        if isinstance(reply, bytes):
+            sections[i] = reply
+    return sections
+
+
+def _encode(message: Message, icodec, vcodec, vsec: bytes | None = None) -> bytes:
     sender = _u32("sender", message.sender)
     rnd = _u32("round", message.round)
     dim = _u32("dim", message.dim)
@@ -184,7 +241,8 @@ def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: s
         indices = _check_indices(message.indices, dim, k)
         flags = 0
         icodec_id, isec, param = icodec.encode(indices, dim, message.extra)
-    vsec = vcodec.encode(values)
+    if vsec is None:
+        vsec = vcodec.encode(values)
     if len(isec) > _U32_MAX or len(vsec) > _U32_MAX:
         raise ValueError("message sections exceed 4 GiB")
     header = _FIXED.pack(
@@ -313,7 +371,83 @@ def decode(data: bytes, *, dim: int | None = None, trusted: bool = False) -> Mes
         raise WireError(f"malformed message (internal {type(exc).__name__}: {exc})") from exc
 
 
+def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = False,
+                parallel_min_values: int | None = None) -> list[Message | WireError]:
+    """:func:`decode` of every message: per message the Message, or the WireError that ``decode`` raises.
+
+    With fpzip values, on a machine with several cores, once the messages hold at least
+    ``parallel_min_values`` values in all (default :data:`PARALLEL_MIN_VALUES`), the decompressions run in
+    helper processes side by side; untrusted streams get the same checks as in :func:`decode`.
+    """
+    expected = None if dim is None else operator.index(dim)
+    minimum = PARALLEL_MIN_VALUES if parallel_min_values is None else parallel_min_values
+    heads: list[Any] = []
+    for data in datas:
+        try:
+            try:
+                mv = memoryview(data).cast("B")
+            except TypeError:
+                raise WireError(f"expected bytes, got {type(data).__name__}") from None
+            heads.append(_guard(_decode_head, mv, expected))
+        except WireError as exc:
+            heads.append(exc)
+    fpzip_items = [i for i, head in enumerate(heads)
+                   if not isinstance(head, WireError) and head[0].value_codec == FPZIP_ID and head[0].k]
+    values: dict[int, Any] = {}
+    if (len(fpzip_items) >= 2 and fpzip_helpers.HELPERS.size >= 2
+            and sum(heads[i][0].k for i in fpzip_items) >= minimum):
+        streams: dict[int, bytes] = {}
+        for i in fpzip_items:
+            try:
+                streams[i] = _guard(fpzip_stream, heads[i][3], heads[i][0].k)
+            except WireError as exc:
+                values[i] = exc
+        order = sorted(streams)
+        op = fpzip_helpers.DECOMPRESS if trusted else fpzip_helpers.CHECKED_DECOMPRESS
+        replies = fpzip_helpers.HELPERS.map(op, [streams[i] for i in order], [heads[i][0].k for i in order])
+        for i, reply in zip(order, replies):
+            k = heads[i][0].k
+            if isinstance(reply, bytes):
+                values[i] = reply
+            elif trusted:  # cannot be malformed: decode it here the ordinary way
+                values[i] = None
+            else:
+                values[i] = fpzip_helpers._malformed(reply, k)
+    out: list[Message | WireError] = []
+    for i, head in enumerate(heads):
+        if isinstance(head, WireError):
+            out.append(head)
+            continue
+        got = values.get(i)
+        if isinstance(got, WireError):
+            out.append(got)
+            continue
+        try:
+            decoded = None if got is None else fpzip_helpers._values(got, head[0].k)
+            out.append(_guard(_decode_tail, head, trusted, decoded))
+        except WireError as exc:
+            out.append(exc)
+    return out
+
+
+def _guard(fn, *args):
+    """``fn(*args)`` with every failure turned into a WireError, as :func:`decode` does."""
+    try:
+        return fn(*args)
+    except WireError:
+        raise
+    except MemoryError:
+        raise WireError("message too large to decode (out of memory)") from None
+    except Exception as exc:  # noqa: BLE001 - last line of defence; the fuzz tests make sure it is never reached
+        raise WireError(f"malformed message (internal {type(exc).__name__}: {exc})") from exc
+
+
 def _decode(mv: memoryview, expected_dim: int | None, trusted: bool = False) -> Message:
+    return _decode_tail(_decode_head(mv, expected_dim), trusted, None)
+
+
+def _decode_head(mv: memoryview, expected_dim: int | None):
+    """Everything but the values: (header, extras, indices, value section)."""
     h, extras = _parse_header(mv, parse_extras=True)
     n = len(mv)
     (stored,) = _U32.unpack_from(mv, n - CRC_BYTES)
@@ -359,7 +493,16 @@ def _decode(mv: memoryview, expected_dim: int | None, trusted: bool = False) -> 
             raise WireError(f"index section holds {indices.shape[0]} indices, the header says k={k}")
         if not indices.flags.owndata:  # e.g. np.flatnonzero returns a view of a larger array
             indices = indices.copy()
-    if trusted and h.value_codec == FPZIP_ID:
+    return h, extras, indices, vsec
+
+
+def _decode_tail(head, trusted: bool, values: np.ndarray | None) -> Message:
+    """The values (decoded here unless given) and the Message."""
+    h, extras, indices, vsec = head
+    k, dim = h.k, h.dim
+    if values is not None:
+        pass
+    elif trusted and h.value_codec == FPZIP_ID:
         values = _fpzip_decode(vsec, k, trusted=True)
     else:
         values = VALUE_CODECS_BY_ID[h.value_codec].decode(vsec, k)
@@ -376,7 +519,9 @@ __all__ = [
     "MAGIC",
     "Message",
     "decode",
+    "decode_many",
     "encode",
+    "encode_many",
     "layout",
     "MAX_UNBACKED_ELEMENTS",
 ]
