@@ -16,7 +16,9 @@ import time
 
 import numpy as np
 
-from jwins.wire import Message, decode, encode, layout
+from jwins.parallel import reuse_freed_memory
+from jwins.wire import Message, decode, decode_many, encode, encode_many, layout
+from jwins.wire.fpzip_helpers import HELPERS
 
 DIM = 89_834
 FRACTION = 0.10
@@ -119,29 +121,26 @@ def fpzip_table(dim: int, k: int) -> None:
     print(f"  fpzip.decompress in process: {decomp:8.1f}   (not used on received bytes: see docs/wire-format.md)")
     print(f"  wire encode, fpzip values:   {enc:8.1f}")
     print(f"  wire decode, fpzip values:   {dec:8.1f}   (isolated helper process + canonical re-compression check)")
-
-
-def _no_trim() -> None:
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        ok = libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        ok = 0
-    print("glibc M_TRIM_THRESHOLD raised to 256 MiB" if ok else "mallopt unavailable: --no-trim ignored")
+    many_enc = _median_ms(lambda: encode_many(messages, index_codec="rice", value_codec="fpzip"))
+    many_dec = _median_ms(lambda: decode_many(payloads, dim=dim))
+    many_trusted = _median_ms(lambda: decode_many(payloads, dim=dim, trusted=True))
+    trusted = _median_ms(lambda: [decode(p, dim=dim, trusted=True) for p in payloads])
+    print(f"  wire decode, trusted:        {trusted:8.1f}   (the simulator's own bytes: fpzip in process)")
+    print(f"  encode_many ({HELPERS.size} helpers):     {many_enc:8.1f}")
+    print(f"  decode_many ({HELPERS.size} helpers):     {many_dec:8.1f}")
+    print(f"  decode_many, trusted:        {many_trusted:8.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--indices", help="npz file with selections sel_0, sel_1, ... and a scalar dim")
-    parser.add_argument("--no-trim", action="store_true",
-                        help="first raise glibc's M_TRIM_THRESHOLD to 256 MiB, so that memory freed after a round "
-                             "is not returned to the OS and page-faulted in again by the next one")
+    parser.add_argument("--trim", action="store_true",
+                        help="leave glibc's allocator at its defaults; by default the benchmark applies the "
+                             "setting `jwins run` uses (jwins.parallel.reuse_freed_memory: freed blocks are kept "
+                             "for reuse instead of being returned to the OS and page-faulted in again)")
     args = parser.parse_args()
-    if args.no_trim:
-        _no_trim()
+    if not args.trim:
+        reuse_freed_memory()
     if args.indices:
         with np.load(args.indices) as npz:
             dim = int(npz["dim"])
