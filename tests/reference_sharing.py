@@ -7,6 +7,7 @@ the documented protocol: node i in round t draws from ``jwins.rng.stream(seed, "
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pywt
 
 from jwins import rng, wire
@@ -160,9 +161,11 @@ class RefSubsample:
 class RefChoco:
     """CHOCO-SGD in its textbook form: every node stores a copy of each neighbour's public x_hat_j."""
 
-    def __init__(self, x0, neighbors, *, seed: int, alpha: float, gamma: float, compressor="topk"):
+    def __init__(self, x0, neighbors, *, seed: int, alpha: float, gamma: float, compressor="topk",
+                 quantize: str = "float32"):
         self.neighbors, self.w = neighbors, mh_weights(neighbors)
         self.seed, self.alpha, self.gamma, self.compressor = seed, alpha, gamma, compressor
+        self.quantize = quantize  # the compression operator is the selection followed by this rounding
         n = len(x0)
         # hat[i][j]: node i's copy of x_hat_j (j in N(i) or j == i)
         self.hat = [{j: np.zeros_like(x0[0]) for j in [i, *neighbors[i]]} for i in range(n)]
@@ -176,9 +179,14 @@ class RefChoco:
                 S = top_indices(diff, k)
             else:
                 S = np.sort(rng.stream(self.seed, "sharing", i, t).choice(len(xi), size=k, replace=False))
+            sent = diff[S]
+            if self.quantize == "float16":
+                sent = sent.astype(np.float16).astype(np.float32)
+            elif self.quantize == "bfloat16":
+                sent = torch.from_numpy(sent).to(torch.bfloat16).to(torch.float32).numpy()
             q[i] = np.zeros_like(xi)
-            q[i][S] = diff[S]
-            messages[i] = Message(i, t, len(xi), S.astype(np.int64), diff[S])
+            q[i][S] = sent
+            messages[i] = Message(i, t, len(xi), S.astype(np.int64), sent)
         for i in range(len(x)):
             for j in self.hat[i]:
                 self.hat[i][j] = self.hat[i][j] + q[j]

@@ -108,6 +108,18 @@ def test_choco_equals_textbook_reference(num_nodes, degree, compressor, alpha, g
     _run_both(sharing, reference, graph, neighbors, x0, 4)
 
 
+@pytest.mark.parametrize("value_codec", ["float16", "bfloat16"])
+def test_choco_with_lossy_values_equals_reference(value_codec):
+    """With a lossy value codec the rounding is part of CHOCO's compression operator: the sender's x_hat_i
+    moves by what its neighbours decode, so every copy of x_hat_i stays identical."""
+    graph, neighbors, x0 = _setup(10, 4, 200)
+    sharing = choco(alpha=0.2, gamma=0.5, value_codec=value_codec)
+    reference = ref.RefChoco(x0, neighbors, seed=SEED, alpha=0.2, gamma=0.5, quantize=value_codec)
+    _, state = _run_both(sharing, reference, graph, neighbors, x0, 4, value_codec=value_codec)
+    w = topology.metropolis_hastings(graph)
+    np.testing.assert_allclose(state.neighbour_sum.numpy(), w @ state.public.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def _one_round(sharing, x: np.ndarray, graph, t: int = 0, state=None):
     n = len(x)
     mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(n)))

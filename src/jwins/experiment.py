@@ -353,7 +353,7 @@ def _run(config: Config, *, quiet: bool, engine, run_dir, write: bool, resume: b
     owned = engine is None
     engine = engine or _make_engine(config)
     world, params = build_world(config, engine.nodes)
-    sharing = make_sharing(config.sharing)
+    sharing = make_sharing(config.sharing, config.wire.value_codec)
     trainer = Trainer(world.flat, world.dataset.train_x.to(params.device), world.dataset.train_y.to(params.device),
                       world.parts, world.nodes, task=world.dataset.task, seed=config.seed,
                       local_steps=config.train.local_steps, batch_size=config.train.batch_size,

@@ -33,8 +33,9 @@ def _jwins(cfg: SharingConfig) -> Sharing:
                  accumulate_averaging=cfg.accumulate_averaging, selection=cfg.selection)
 
 
-def _choco(cfg: SharingConfig) -> Sharing:
-    return choco(alpha=cfg.alpha, gamma=cfg.gamma, compressor=cfg.compressor, metadata_cap=cfg.metadata_cap)
+def _choco(cfg: SharingConfig, value_codec: str = "float32") -> Sharing:
+    return choco(alpha=cfg.alpha, gamma=cfg.gamma, compressor=cfg.compressor, metadata_cap=cfg.metadata_cap,
+                 value_codec=value_codec)
 
 
 def _subsample(cfg: SharingConfig) -> Sharing:
@@ -45,14 +46,17 @@ SHARING = {"full": _full, "subsample": _subsample, "topk": _topk, "choco": _choc
            "local": _local}
 
 
-def make_sharing(cfg: SharingConfig) -> Sharing:
-    """The sharing algorithm named by ``cfg.algorithm``, with that section's knobs."""
+def make_sharing(cfg: SharingConfig, value_codec: str = "float32") -> Sharing:
+    """The sharing algorithm named by ``cfg.algorithm``, with that section's knobs. ``value_codec`` (the
+    wire's) matters to CHOCO-SGD, whose public copies must move by exactly what receivers decode."""
     try:
         factory = SHARING[cfg.algorithm]
     except KeyError:
         from ..errors import ConfigError
         raise ConfigError(f"sharing.algorithm = {cfg.algorithm!r} is not available; choose one of: "
                           f"{', '.join(SHARING)}") from None
+    if factory is _choco:
+        return factory(cfg, value_codec)
     return factory(cfg)
 
 

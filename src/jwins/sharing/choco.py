@@ -5,6 +5,10 @@ initially 0. After training: q_i = C(x_i - x_hat_i) with C = top-k or random-k (
 x_hat_i += q_i; s_i += w_ii q_i + sum_j w_ij q_j; x_i += gamma (s_i - x_hat_i). This equals the textbook form
 that stores every neighbour's x_hat_j. A lost message leaves the receiver's s_i permanently out of step with
 the sender's x_hat_j: CHOCO-SGD assumes reliable links.
+
+With a lossy value codec (float16, bfloat16) the quantisation is part of the compression operator: q_i is
+what the receivers decode (the codec's round trip of the selected differences), and the sender adds that,
+not the exact differences, to its own x_hat_i and s_i, so that every copy of x_hat_i stays the same.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..wire.codecs import VALUE_CODECS
 from ..wire.message import Message
 from .base import Inbox, Mixing, self_weights, to_numpy, weighted_sum
 from .topk import count, top_k_mask
@@ -29,10 +34,14 @@ class ChocoState(NamedTuple):
 
 class Choco:
     def __init__(self, *, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",
-                 metadata_cap: float = 1.0):
+                 metadata_cap: float = 1.0, value_codec: str = "float32"):
         if compressor not in ("topk", "randomk"):
             raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
+        if value_codec not in VALUE_CODECS:
+            raise ValueError(f"value_codec = {value_codec!r}; choose one of {sorted(VALUE_CODECS)}")
         self.alpha, self.gamma, self.compressor, self.metadata_cap = float(alpha), gamma, compressor, metadata_cap
+        codec = VALUE_CODECS[value_codec]
+        self.lossy = None if codec.lossless else codec
 
     def message_dim(self, dim: int) -> int:
         return dim
@@ -53,16 +62,25 @@ class Choco:
             for i, g in enumerate(rngs):
                 mask[i, torch.from_numpy(g.choice(dim, size=k, replace=False))] = True
             mask = mask.to(diff.device)
-        q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
         values = to_numpy(diff)
         mask_np = mask.cpu().numpy()
         messages = []
+        sent = np.zeros((n, dim), dtype=np.float32) if self.lossy is not None else None
         for i, node in enumerate(state.nodes):
-            if dense:
-                messages.append(Message(node, round, dim, None, values[i]))
-            else:
-                idx = np.flatnonzero(mask_np[i])
-                messages.append(Message(node, round, dim, idx, values[i, idx]))
+            idx = None if dense else np.flatnonzero(mask_np[i])
+            v = values[i] if dense else values[i, idx]
+            if self.lossy is not None:  # q is what the receivers will decode
+                try:
+                    v = self.lossy.decode(self.lossy.encode(v), v.shape[0])
+                except ValueError as exc:
+                    raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference with the "
+                                     f"{self.lossy.name} value codec: {exc}") from None
+                sent[i, slice(None) if dense else idx] = v
+            messages.append(Message(node, round, dim, idx, v))
+        if sent is None:
+            q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
+        else:
+            q = torch.from_numpy(sent).to(device=diff.device, dtype=diff.dtype)
         return messages, state._replace(public=state.public + q, q=q)
 
     def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing
@@ -73,5 +91,6 @@ class Choco:
         return new, ChocoState(state.nodes, state.public, s)
 
 
-def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", metadata_cap: float = 1.0) -> Choco:
-    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, metadata_cap=metadata_cap)
+def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", metadata_cap: float = 1.0,
+          value_codec: str = "float32") -> Choco:
+    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, metadata_cap=metadata_cap, value_codec=value_codec)
