@@ -137,6 +137,31 @@ def test_cli_workers_starts_the_ranks(tmp_path, local_reference):
     assert saved["kind"] == "distributed" and saved["workers"] == 2
 
 
+def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
+    """A Ctrl-C that reaches rank 1 only (during round 3) stops both ranks after round 3, each writing its
+    checkpoint shard; resuming finishes the run with the metrics of an uninterrupted one."""
+    out = tmp_path / "run"
+    common = [x for o in QUICK for x in ("--set", o)] + ["--algorithm", "jwins", "--set", "rounds=6"]
+    argv = [sys.executable, "-m", "jwins", "run", *common, "--set", "engine.workers=2", "--set",
+            "engine.timeout=20", "--out", str(out), "--quiet", "--no-plots"]
+    done = subprocess.run(argv, env=_env(JWINS_TEST_EXIT_AFTER_ROUND="2", JWINS_TEST_FAULT="interrupt"),
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 130, done.stderr
+    assert "went missing" not in done.stderr and "stopped answering" not in done.stderr, done.stderr
+    assert "stopped after round 3 of 6" in done.stderr, done.stderr
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0-of-2.npz", "checkpoint-1-of-2.npz"]
+    assert len(_rows(out)) == 3
+    resumed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(out), "--quiet", "--no-plots"],
+                             env=_env(), capture_output=True, text=True, timeout=100)
+    assert resumed.returncode == 0, resumed.stderr
+    threads = torch.get_num_threads()
+    try:
+        run(config.load(overrides=[*QUICK, "sharing.algorithm=jwins", "rounds=6"]), run_dir=tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_metrics(_rows(out), _rows(tmp_path / "local"))
+
+
 def _watch(proc_list, rows_file: Path, rows: int, limit: float):
     """Wait until ``rows_file`` has ``rows`` lines (the moment of the fault), then until the first process
     exits; return (seconds from the fault to that exit, index of that process)."""

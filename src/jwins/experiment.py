@@ -462,10 +462,12 @@ def _run(config: Config, *, quiet: bool, engine, run_dir, write: bool, resume: b
                                         MB=f"{cumulative / 1e6:.2f}", refresh=False)
                         bar.update(1)
                 due = config.checkpoint.every and (r + 1) % config.checkpoint.every == 0
-                if write and (due or stop.requested):
+                # a Ctrl-C seen by any rank stops every rank after this same round
+                stopping = engine.agree(stop.requested) if r + 1 < config.rounds else stop.requested
+                if write and (due or stopping):
                     checkpoint.save(ckpt_path, round=r + 1, config=resolved, params=params,
                                     momentum=train_state.momentum, sharing_state=share_state, metrics=metrics)
-                if stop.requested and r + 1 < config.rounds:
+                if stopping and r + 1 < config.rounds:
                     raise Interrupted(f"stopped after round {r + 1} of {config.rounds}; a checkpoint is in {out}: "
                                       f"continue with `jwins run --resume {out}`")
         finally:

@@ -506,24 +506,32 @@ class DistributedEngine:
 
     def barrier(self) -> None:
         """Every rank waits until all have arrived (through rank 0)."""
+        self.agree(False)
+
+    def agree(self, flag: bool) -> bool:
+        """Whether any rank passed True; every rank gets the same answer (through rank 0). Used at the end of
+        every round so that a Ctrl-C seen by some ranks stops all of them after the same round."""
         import torch
 
         dist = self._dist
         if self.world_size == 1:
-            return
+            return bool(flag)
         self._flush_pending()
-        what = "waiting at a barrier"
-        token = torch.zeros(1, dtype=torch.int64)
+        what = "agreeing on the end of the round"
         if self.rank == 0:
             bufs = {p: torch.zeros(1, dtype=torch.int64) for p in self._peers()}
             self._wait(self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["barrier"])]
                                    for p, b in bufs.items()}, what), what)
-            self._wait(self._post({p: [dist.P2POp(dist.isend, token, p, self._group, self._tag["barrier"])]
+            answer = torch.tensor([int(bool(flag) or any(int(b.item()) for b in bufs.values()))], dtype=torch.int64)
+            self._wait(self._post({p: [dist.P2POp(dist.isend, answer, p, self._group, self._tag["barrier"])]
                                    for p in self._peers()}, what), what)
-        else:
-            self._wait(self._post({0: [dist.P2POp(dist.isend, token, 0, self._group, self._tag["barrier"]),
-                                       dist.P2POp(dist.irecv, torch.zeros(1, dtype=torch.int64), 0, self._group,
-                                                  self._tag["barrier"])]}, what), what)
+            return bool(answer.item())
+        mine = torch.tensor([int(bool(flag))], dtype=torch.int64)
+        answer = torch.zeros(1, dtype=torch.int64)
+        self._wait(self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["barrier"]),
+                                   dist.P2POp(dist.irecv, answer, 0, self._group, self._tag["barrier"])]}, what),
+                   what)
+        return bool(answer.item())
 
     def close(self) -> None:
         """End of the run. After success: the final handshake (every rank waits until all are done); the
@@ -623,11 +631,15 @@ def _fingerprint(num_nodes: int, config: Any) -> bytes:
 
 def _test_fault(engine: DistributedEngine, round: int) -> None:
     """Test-only: JWINS_TEST_EXIT_AFTER_ROUND=R makes rank JWINS_TEST_EXIT_RANK (default 1) die (or hang, with
-    JWINS_TEST_FAULT=hang) after completing R rounds. Does nothing unless the variable is set."""
+    JWINS_TEST_FAULT=hang; or get a SIGINT, with JWINS_TEST_FAULT=interrupt) after completing R rounds. Does
+    nothing unless the variable is set."""
     after = os.environ.get("JWINS_TEST_EXIT_AFTER_ROUND")
     if after is None or round != int(after) or engine.rank != int(os.environ.get("JWINS_TEST_EXIT_RANK", "1")):
         return
     engine._flush_pending()   # round R's results have reached rank 0
+    if os.environ.get("JWINS_TEST_FAULT", "exit") == "interrupt":  # Ctrl-C reaching this rank only
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     if os.environ.get("JWINS_TEST_FAULT", "exit") == "hang":
         while True:
             time.sleep(3600)

@@ -41,5 +41,8 @@ class LocalEngine:
     def barrier(self) -> None:
         pass
 
+    def agree(self, flag: bool) -> bool:
+        return bool(flag)
+
     def close(self) -> None:
         pass
