@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -151,6 +152,17 @@ def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
     assert "stopped after round 3 of 6" in done.stderr, done.stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0-of-2.npz", "checkpoint-1-of-2.npz"]
     assert len(_rows(out)) == 3
+    # a rank whose shard is missing (another machine, say) fails in setup: the others hear it at once
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "checkpoint-1-of-2.npz").unlink()
+    started = time.monotonic()
+    failed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(broken), "--quiet", "--no-plots"],
+                            env=_env(), capture_output=True, text=True, timeout=100)
+    assert failed.returncode == 2, failed.stderr
+    assert "checkpoint-1-of-2.npz" in failed.stderr, failed.stderr
+    assert "stopped answering" not in failed.stderr, failed.stderr
+    assert time.monotonic() - started < 15  # not engine.timeout (20 s) spent waiting for the failed rank
     resumed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(out), "--quiet", "--no-plots"],
                              env=_env(), capture_output=True, text=True, timeout=100)
     assert resumed.returncode == 0, resumed.stderr

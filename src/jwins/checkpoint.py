@@ -48,6 +48,7 @@ def save(path: Path, *, round: int, config: dict, params: torch.Tensor, momentum
         if isinstance(value, torch.Tensor):
             arrays[f"sharing.{name}"] = value.detach().cpu().numpy()
     tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # a rank on another machine may not have the run directory yet
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()

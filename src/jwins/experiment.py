@@ -352,47 +352,52 @@ def _threads(config: Config) -> int:
 def _run(config: Config, *, quiet: bool, engine, run_dir, write: bool, resume: bool) -> Result:
     owned = engine is None
     engine = engine or _make_engine(config)
-    world, params = build_world(config, engine.nodes)
-    sharing = make_sharing(config.sharing, config.wire.value_codec)
-    trainer = Trainer(world.flat, world.dataset.train_x.to(params.device), world.dataset.train_y.to(params.device),
-                      world.parts, world.nodes, task=world.dataset.task, seed=config.seed,
-                      local_steps=config.train.local_steps, batch_size=config.train.batch_size,
-                      lr=config.train.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
-                      method=config.train.method)
-    train_state = trainer.init(params)
-    share_state = sharing.init(params, world.nodes)
-    hosted = np.asarray(world.nodes)
-    eval_rows = np.flatnonzero(np.isin(hosted, world.eval_nodes))
-    metric_name = "accuracy" if world.dataset.task == "classification" else "rmse"
-    slowdown = stragglers(config)[hosted]
-    modelled = bool(config.network.bandwidth_mbps or config.network.latency_ms)
+    try:  # a failure while setting up (missing data, a bad checkpoint) must still close the engine
+        world, params = build_world(config, engine.nodes)
+        sharing = make_sharing(config.sharing, config.wire.value_codec)
+        trainer = Trainer(world.flat, world.dataset.train_x.to(params.device), world.dataset.train_y.to(params.device),
+                          world.parts, world.nodes, task=world.dataset.task, seed=config.seed,
+                          local_steps=config.train.local_steps, batch_size=config.train.batch_size,
+                          lr=config.train.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
+                          method=config.train.method)
+        train_state = trainer.init(params)
+        share_state = sharing.init(params, world.nodes)
+        hosted = np.asarray(world.nodes)
+        eval_rows = np.flatnonzero(np.isin(hosted, world.eval_nodes))
+        metric_name = "accuracy" if world.dataset.task == "classification" else "rmse"
+        slowdown = stragglers(config)[hosted]
+        modelled = bool(config.network.bandwidth_mbps or config.network.latency_ms)
 
-    out = Path(run_dir or config.out or default_run_dir(config, getattr(engine, "started", None)))
-    resolved = config_mod.to_dict(config)
-    ckpt_path = checkpoint.path_for(out, engine.rank, engine.world_size)
-    metrics: list[dict[str, Any]] = []
-    first_round = 0
-    if resume:
-        loaded = checkpoint.load(ckpt_path, config=resolved, shape=tuple(params.shape))
-        params = torch.from_numpy(np.array(loaded.params)).to(params.device)
-        if train_state.momentum is not None:
-            train_state.momentum = torch.from_numpy(np.array(loaded.momentum)).to(params.device)
-        share_state = checkpoint.restore_state(share_state, loaded.sharing, params.device)
-        first_round, metrics = loaded.round, loaded.metrics
-    cumulative = metrics[-1]["cumulative_bytes"] if metrics else 0.0
-    net_total = metrics[-1].get("network_seconds", 0.0) if metrics else 0.0
-    elapsed_before = metrics[-1]["seconds"] if metrics else 0.0
+        out = Path(run_dir or config.out or default_run_dir(config, getattr(engine, "started", None)))
+        resolved = config_mod.to_dict(config)
+        ckpt_path = checkpoint.path_for(out, engine.rank, engine.world_size)
+        metrics: list[dict[str, Any]] = []
+        first_round = 0
+        if resume:
+            loaded = checkpoint.load(ckpt_path, config=resolved, shape=tuple(params.shape))
+            params = torch.from_numpy(np.array(loaded.params)).to(params.device)
+            if train_state.momentum is not None:
+                train_state.momentum = torch.from_numpy(np.array(loaded.momentum)).to(params.device)
+            share_state = checkpoint.restore_state(share_state, loaded.sharing, params.device)
+            first_round, metrics = loaded.round, loaded.metrics
+        cumulative = metrics[-1]["cumulative_bytes"] if metrics else 0.0
+        net_total = metrics[-1].get("network_seconds", 0.0) if metrics else 0.0
+        elapsed_before = metrics[-1]["seconds"] if metrics else 0.0
 
-    writer = _RunWriter(out, config, metrics) if write and engine.rank == 0 else None
-    timer = _Timer()
-    start = time.perf_counter()
-    bar = None
-    if not quiet and engine.rank == 0:
-        from tqdm import tqdm
-        bar = tqdm(total=config.rounds, initial=first_round, desc=f"{config.sharing.algorithm}", unit="round",
-                   dynamic_ncols=True)
-    last_acc = float("nan")
-    completed = first_round
+        writer = _RunWriter(out, config, metrics) if write and engine.rank == 0 else None
+        timer = _Timer()
+        start = time.perf_counter()
+        bar = None
+        if not quiet and engine.rank == 0:
+            from tqdm import tqdm
+            bar = tqdm(total=config.rounds, initial=first_round, desc=f"{config.sharing.algorithm}", unit="round",
+                       dynamic_ncols=True)
+        last_acc = float("nan")
+        completed = first_round
+    except BaseException:
+        if owned:
+            engine.close()  # tells the other ranks, and tears down the process group this run made
+        raise
     with _GracefulStop() as stop:
         try:
             for r in range(first_round, config.rounds):
