@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import time
 
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     for n in (int(x) for x in args.nodes.split(",")):
         for p in (int(x) for x in args.processes.split(",")):
             s = measure(n, p, args.steps, args.batch, args.rounds)
-            print(f"{n:>4} {p:>9} {s:8.3f} {1e3 * s * p / (n * args.steps):8.2f}", flush=True)
-    print("ms/step: seconds per round x processes / steps (the cost of one step on one core)")
+            busy = min(p, os.cpu_count() or 1)
+            print(f"{n:>4} {p:>9} {s:8.3f} {1e3 * s * busy / (n * args.steps):8.2f}", flush=True)
+    print("ms/step: seconds per round x busy cores / steps (the cost of one step on one core)")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
                           capture_output=True, text=True, timeout=100)
     assert done.returncode == 130, done.stderr
     assert "went missing" not in done.stderr and "stopped answering" not in done.stderr, done.stderr
-    assert "stopped after round 3 of 6" in done.stderr, done.stderr
+    assert done.stderr.count("stopped after round 3 of 6") == 1, done.stderr  # said once, by rank 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0-of-2.npz", "checkpoint-1-of-2.npz"]
     assert len(_rows(out)) == 3
     # a rank whose shard is missing (another machine, say) fails in setup: the others hear it at once

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(cfg, quiet=args.quiet, run_dir=args.resume, resume=bool(args.resume))
     except Interrupted as e:
-        print(f"jwins: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
+            print(f"jwins: {e}", file=sys.stderr)
         return 130
     if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
         return 0
