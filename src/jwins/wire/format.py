@@ -361,14 +361,7 @@ def decode(data: bytes, *, dim: int | None = None, trusted: bool = False) -> Mes
         mv = memoryview(data).cast("B")
     except TypeError:
         raise WireError(f"expected bytes, got {type(data).__name__}") from None
-    try:
-        return _decode(mv, expected, trusted)
-    except WireError:
-        raise
-    except MemoryError:
-        raise WireError("message too large to decode (out of memory)") from None
-    except Exception as exc:  # noqa: BLE001 - last line of defence; the fuzz tests make sure it is never reached
-        raise WireError(f"malformed message (internal {type(exc).__name__}: {exc})") from exc
+    return _guard(_decode, mv, expected, trusted)
 
 
 def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = False,
