@@ -913,3 +913,17 @@ def test_decode_many_equals_decode_and_isolates_bad_messages(two_helpers, truste
     if not trusted:
         assert sum(isinstance(o, WireError) for o in got) >= 3  # 2 and 7 may or may not survive the flips
         assert isinstance(got[-1], WireError) and "bad magic" in str(got[-1])
+
+
+def test_fpzip_helpers_share_the_cores_among_local_ranks(monkeypatch):
+    from jwins.wire import fpzip_helpers
+
+    monkeypatch.setattr(fpzip_helpers, "_cores", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert fpzip_helpers.default_size() == fpzip_helpers.MAX_HELPERS
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert fpzip_helpers.default_size() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert fpzip_helpers.default_size() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")
+    assert fpzip_helpers.default_size() == 8

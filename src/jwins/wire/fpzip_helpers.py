@@ -7,7 +7,7 @@ back, so only canonical streams are accepted. A helper that failed or crashed is
 
 The fpzip binding holds the GIL (about 65 MB/s on one core of the development VM), so threads cannot share
 its work; :meth:`FpzipHelpers.map` spreads a round's worth of compressions or decompressions over several
-helper processes instead (one per core, at most :data:`MAX_HELPERS`). The bytes are those of an in-process
+helper processes instead (one per core, shared among the ranks on this machine, at most :data:`MAX_HELPERS`). The bytes are those of an in-process
 call: fpzip is deterministic.
 
 Protocol (pipes, little-endian): request ``op (u8), size (u32), k (u32), payload``; reply ``status (u8)`` then,
@@ -175,6 +175,16 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_size() -> int:
+    """Helpers for :meth:`FpzipHelpers.map`: this process's share of the cores (``LOCAL_WORLD_SIZE`` ranks on
+    this machine, as torchrun and ``engine.workers`` set it, share them), at most :data:`MAX_HELPERS`."""
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return max(1, min(MAX_HELPERS, _cores() // ranks))
+
+
 class FpzipHelpers:
     """The helper processes of this process: helper 0 serves single untrusted decompressions; :meth:`map`
     uses all of them."""
@@ -184,7 +194,7 @@ class FpzipHelpers:
         self.pid = os.getpid()
         self.helpers: list[_Helper] = []
         self.pool: ThreadPoolExecutor | None = None
-        self.size = min(MAX_HELPERS, _cores())
+        self.size = default_size()
 
     def _get(self, count: int) -> list[_Helper]:
         with self.lock:
