@@ -405,7 +405,7 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
             elif trusted:  # cannot be malformed: decode it here the ordinary way
                 values[i] = None
             else:
-                values[i] = fpzip_helpers._malformed(reply, k)
+                values[i] = fpzip_helpers.malformed(reply, k)
     out: list[Message | WireError] = []
     for i, head in enumerate(heads):
         if isinstance(head, WireError):
@@ -416,7 +416,7 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
             out.append(got)
             continue
         try:
-            decoded = None if got is None else fpzip_helpers._values(got, head[0].k)
+            decoded = None if got is None else fpzip_helpers.reply_values(got, head[0].k)
             out.append(_guard(_decode_tail, head, trusted, decoded))
         except WireError as exc:
             out.append(exc)

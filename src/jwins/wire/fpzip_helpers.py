@@ -209,8 +209,8 @@ class FpzipHelpers:
         try:
             payload = self._get(1)[0].request(CHECKED_DECOMPRESS, stream, k, 4 * k)
         except HelperFailed as exc:
-            raise _malformed(exc, k) from None
-        return _values(payload, k)
+            raise malformed(exc, k) from None
+        return reply_values(payload, k)
 
     def map(self, op: int, payloads: list[bytes], ks: list[int]) -> list[bytes | HelperFailed]:
         """Run ``op`` on every payload, spread over the helpers (each takes the next pending item); per item
@@ -259,13 +259,15 @@ class FpzipHelpers:
             self.helpers = []
 
 
-def _values(payload: bytes, k: int) -> np.ndarray:
+def reply_values(payload: bytes, k: int) -> np.ndarray:
+    """The float32 values of a decompression reply; WireError if there are not k of them."""
     if len(payload) != 4 * k:
         raise WireError(f"fpzip value stream is malformed (it does not decode to {k} float32 values)")
     return np.frombuffer(payload, dtype="<f4").astype(np.float32)
 
 
-def _malformed(exc: HelperFailed, k: int) -> WireError:
+def malformed(exc: HelperFailed, k: int) -> WireError:
+    """The WireError for an untrusted stream the helper refused, crashed on or did not finish."""
     reason = str(exc)
     if reason == "refused":
         return WireError(f"fpzip value stream is malformed (it does not decode to {k} float32 values)")
