@@ -10,22 +10,24 @@ from .subsample import subsample
 from .topk import PartialModel, topk
 
 
-def _full(cfg: SharingConfig) -> Sharing:
-    del cfg
+def _full(cfg: SharingConfig, value_codec: str) -> Sharing:
+    del cfg, value_codec
     return full()
 
 
-def _local(cfg: SharingConfig) -> Sharing:
-    del cfg
+def _local(cfg: SharingConfig, value_codec: str) -> Sharing:
+    del cfg, value_codec
     return local()
 
 
-def _topk(cfg: SharingConfig) -> Sharing:
+def _topk(cfg: SharingConfig, value_codec: str) -> Sharing:
+    del value_codec
     return PartialModel(alphas=(cfg.alpha,), metadata_cap=cfg.metadata_cap, accumulation=cfg.accumulation,
                         accumulate_averaging=cfg.accumulate_averaging, selection=cfg.selection)
 
 
-def _jwins(cfg: SharingConfig) -> Sharing:
+def _jwins(cfg: SharingConfig, value_codec: str) -> Sharing:
+    del value_codec
     from ..transforms import from_config
 
     return jwins(transform=from_config(cfg.transform, wavelet_name=cfg.wavelet, level=cfg.level),
@@ -33,12 +35,13 @@ def _jwins(cfg: SharingConfig) -> Sharing:
                  accumulate_averaging=cfg.accumulate_averaging, selection=cfg.selection)
 
 
-def _choco(cfg: SharingConfig, value_codec: str = "float32") -> Sharing:
+def _choco(cfg: SharingConfig, value_codec: str) -> Sharing:
     return choco(alpha=cfg.alpha, gamma=cfg.gamma, compressor=cfg.compressor, metadata_cap=cfg.metadata_cap,
                  value_codec=value_codec)
 
 
-def _subsample(cfg: SharingConfig) -> Sharing:
+def _subsample(cfg: SharingConfig, value_codec: str) -> Sharing:
+    del value_codec
     return subsample(alpha=cfg.alpha, metadata_cap=cfg.metadata_cap)
 
 
@@ -55,9 +58,7 @@ def make_sharing(cfg: SharingConfig, value_codec: str = "float32") -> Sharing:
         from ..errors import ConfigError
         raise ConfigError(f"sharing.algorithm = {cfg.algorithm!r} is not available; choose one of: "
                           f"{', '.join(SHARING)}") from None
-    if factory is _choco:
-        return factory(cfg, value_codec)
-    return factory(cfg)
+    return factory(cfg, value_codec)
 
 
 __all__ = ["SHARING", "Inbox", "Mixing", "Sharing", "fill_in_average", "make_sharing"]
