@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,12 @@ def test_bad_toml_names_the_file(tmp_path):
         config.load(path)
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_loads(path):
+    """The shipped examples stay valid as the config tree changes (no data is touched)."""
+    cfg = config.load(path)
+    assert cfg.nodes >= 1 and cfg.rounds >= 1
+    assert config.from_dict(config.to_dict(cfg)) == cfg
