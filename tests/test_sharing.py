@@ -175,6 +175,27 @@ def test_top_k_mask_ties_go_to_lower_index():
     assert mask.tolist() == [[False, True, True, False, False], [True, True, True, False, False]]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_top_k_mask_accelerator_path_equals_cpu_path(seed):
+    """On a GPU the k-th largest score comes from torch.kthvalue, on the CPU from np.partition: the same masks,
+    with ties, zeros, NaN, inf, k = 0 and k = D among the rows."""
+    g = np.random.default_rng(seed)
+    n, d = 12, 300
+    scores = np.round(g.normal(size=(n, d)), 1).astype(np.float32)  # rounding makes ties common
+    scores[1, :50] = 0.0
+    scores[2, ::7] = np.nan
+    scores[3, ::11] = np.inf
+    scores[4] = 1.0  # all tied
+    ks = g.integers(1, d, size=n)
+    ks[5], ks[6] = 0, d
+    t = torch.from_numpy(scores)
+    a = top_k_mask(t, ks, selection="numpy")
+    b = top_k_mask(t, ks, selection="torch")
+    assert torch.equal(a, b)
+    assert a[[0, 1, 4]].sum(1).tolist() == [int(ks[0]), int(ks[1]), int(ks[4])]
+    assert a[4].tolist() == [i < ks[4] for i in range(d)]  # ties: lowest indices first
+
+
 def test_accumulation_rewinds_what_was_shared_and_keeps_the_rest():
     """After prepare, accumulated change is zero exactly where a node sent, and what was not sent keeps
     accumulating: A_after_merge = A_before[not shared] + (W x_new - W x_prev)."""

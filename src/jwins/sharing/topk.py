@@ -31,12 +31,14 @@ from .. import parallel
 from .base import Inbox, Mixing, fill_in_rows, to_numpy, transform_inbox
 
 
-def top_k_mask(scores: Tensor, ks: np.ndarray) -> Tensor:
+def top_k_mask(scores: Tensor, ks: np.ndarray, *, selection: str | None = None) -> Tensor:
     """[N, D] boolean mask of the ks[i] largest entries of each row of ``scores`` (ties: lower index first).
 
     Per row, the k-th largest value t is found by a selection (``np.partition`` on CPU: an introselect ~15x
     faster than ``torch.kthvalue``; NaN ranks above everything in both); the mask is then ``scores >= t``,
     unless more than k entries equal or exceed t, where the ties at t go to the lowest indices.
+    ``selection`` ("numpy" or "torch") overrides the choice by device, so that the accelerator path
+    (``torch.kthvalue``) is tested on the CPU too.
     """
     n, d = scores.shape
     ks = np.asarray(ks, dtype=np.int64)
@@ -44,8 +46,9 @@ def top_k_mask(scores: Tensor, ks: np.ndarray) -> Tensor:
     partial = (ks > 0) & (ks < d)
     if partial.any():
         rows = np.flatnonzero(partial)
-        if scores.device.type == "cpu":
-            s = scores.detach().numpy()
+        use_numpy = scores.device.type == "cpu" if selection is None else selection == "numpy"
+        if use_numpy:
+            s = scores.detach().cpu().numpy()
             t = np.empty(n, dtype=s.dtype)
             for k in np.unique(ks[rows]):
                 same = rows[ks[rows] == k]
