@@ -200,7 +200,6 @@ PARALLEL_MIN_VALUES = 100_000  # below this, helper processes cost more than the
 def _parallel_fpzip_sections(messages: list[Message], minimum: int | None) -> list[bytes | None] | None:
     """fpzip value sections computed by the helper processes, or None where a message is left to
     :func:`_encode` (values it will reject, k = 0, a helper that failed); None for all when not worth it."""
-    minimum = PARALLEL_MIN_VALUES if minimum is None else minimum
     if len(messages) < 2 or fpzip_helpers.HELPERS.size < 2:
         return None
     todo: list[int] = []
@@ -215,13 +214,26 @@ def _parallel_fpzip_sections(messages: list[Message], minimum: int | None) -> li
             todo.append(i)
             payloads.append(values.astype("<f4", copy=False).tobytes())
             counts.append(values.shape[0])
-    if len(todo) < 2 or sum(counts) < minimum:
+    if not _helpers_pay(counts, minimum):
         return None
     sections: list[bytes | None] = [None] * len(messages)
     for i, reply in zip(todo, fpzip_helpers.HELPERS.map(fpzip_helpers.COMPRESS, payloads, counts)):
         if isinstance(reply, bytes):
             sections[i] = reply
     return sections
+
+
+def _helpers_pay(counts: list[int], minimum: int | None) -> bool:
+    """Whether fpzip work on messages of ``counts`` values is worth sending to the helper processes."""
+    minimum = PARALLEL_MIN_VALUES if minimum is None else minimum
+    return len(counts) >= 2 and fpzip_helpers.HELPERS.size >= 2 and sum(counts) >= minimum
+
+
+def _view(data: Any) -> memoryview:
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise WireError(f"expected bytes, got {type(data).__name__}") from None
 
 
 def _encode(message: Message, icodec, vcodec, vsec: bytes | None = None) -> bytes:
@@ -339,10 +351,7 @@ def _parse_header(mv: memoryview, parse_extras: bool) -> tuple[_Header, dict[str
 def layout(data: bytes) -> Layout:
     """Sizes of the parts of an encoded message (parses the fixed header and the extras' lengths only; does
     not check the CRC). Raises WireError if the header cannot be parsed or its sizes do not add up."""
-    try:
-        mv = memoryview(data).cast("B")
-    except TypeError:
-        raise WireError(f"expected bytes, got {type(data).__name__}") from None
+    mv = _view(data)
     header, _ = _parse_header(mv, parse_extras=False)
     return Layout(len(mv) - header.index_bytes - header.value_bytes, header.index_bytes, header.value_bytes)
 
@@ -357,11 +366,7 @@ def decode(data: bytes, *, dim: int | None = None, trusted: bool = False) -> Mes
     this process instead of the isolated helper process that guards against fpzip crashing on forged input.
     """
     expected = None if dim is None else operator.index(dim)
-    try:
-        mv = memoryview(data).cast("B")
-    except TypeError:
-        raise WireError(f"expected bytes, got {type(data).__name__}") from None
-    return _guard(_decode, mv, expected, trusted)
+    return _guard(_decode, _view(data), expected, trusted)
 
 
 def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = False,
@@ -373,33 +378,27 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
     helper processes side by side; untrusted streams get the same checks as in :func:`decode`.
     """
     expected = None if dim is None else operator.index(dim)
-    minimum = PARALLEL_MIN_VALUES if parallel_min_values is None else parallel_min_values
-    heads: list[Any] = []
+    heads: list[_Head | WireError] = []
     for data in datas:
         try:
-            try:
-                mv = memoryview(data).cast("B")
-            except TypeError:
-                raise WireError(f"expected bytes, got {type(data).__name__}") from None
-            heads.append(_guard(_decode_head, mv, expected))
+            heads.append(_guard(_decode_head, _view(data), expected))
         except WireError as exc:
             heads.append(exc)
     fpzip_items = [i for i, head in enumerate(heads)
-                   if not isinstance(head, WireError) and head[0].value_codec == FPZIP_ID and head[0].k]
+                   if not isinstance(head, WireError) and head.header.value_codec == FPZIP_ID and head.header.k]
     values: dict[int, Any] = {}
-    if (len(fpzip_items) >= 2 and fpzip_helpers.HELPERS.size >= 2
-            and sum(heads[i][0].k for i in fpzip_items) >= minimum):
+    if _helpers_pay([heads[i].header.k for i in fpzip_items], parallel_min_values):
         streams: dict[int, bytes] = {}
         for i in fpzip_items:
             try:
-                streams[i] = _guard(fpzip_stream, heads[i][3], heads[i][0].k)
+                streams[i] = _guard(fpzip_stream, heads[i].section, heads[i].header.k)
             except WireError as exc:
                 values[i] = exc
         order = sorted(streams)
         op = fpzip_helpers.DECOMPRESS if trusted else fpzip_helpers.CHECKED_DECOMPRESS
-        replies = fpzip_helpers.HELPERS.map(op, [streams[i] for i in order], [heads[i][0].k for i in order])
+        replies = fpzip_helpers.HELPERS.map(op, [streams[i] for i in order], [heads[i].header.k for i in order])
         for i, reply in zip(order, replies):
-            k = heads[i][0].k
+            k = heads[i].header.k
             if isinstance(reply, bytes):
                 values[i] = reply
             elif trusted:  # cannot be malformed: decode it here the ordinary way
@@ -416,7 +415,7 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
             out.append(got)
             continue
         try:
-            decoded = None if got is None else fpzip_helpers.reply_values(got, head[0].k)
+            decoded = None if got is None else fpzip_helpers.reply_values(got, head.header.k)
             out.append(_guard(_decode_tail, head, trusted, decoded))
         except WireError as exc:
             out.append(exc)
@@ -439,8 +438,17 @@ def _decode(mv: memoryview, expected_dim: int | None, trusted: bool = False) -> 
     return _decode_tail(_decode_head(mv, expected_dim), trusted, None)
 
 
-def _decode_head(mv: memoryview, expected_dim: int | None):
-    """Everything but the values: (header, extras, indices, value section)."""
+class _Head(NamedTuple):
+    """A message decoded up to its values."""
+
+    header: _Header
+    extras: dict[str, float]
+    indices: np.ndarray | None
+    section: memoryview  # the value section, not decoded yet
+
+
+def _decode_head(mv: memoryview, expected_dim: int | None) -> _Head:
+    """Everything but the values."""
     h, extras = _parse_header(mv, parse_extras=True)
     n = len(mv)
     (stored,) = _U32.unpack_from(mv, n - CRC_BYTES)
@@ -486,10 +494,10 @@ def _decode_head(mv: memoryview, expected_dim: int | None):
             raise WireError(f"index section holds {indices.shape[0]} indices, the header says k={k}")
         if not indices.flags.owndata:  # e.g. np.flatnonzero returns a view of a larger array
             indices = indices.copy()
-    return h, extras, indices, vsec
+    return _Head(h, extras, indices, vsec)
 
 
-def _decode_tail(head, trusted: bool, values: np.ndarray | None) -> Message:
+def _decode_tail(head: _Head, trusted: bool, values: np.ndarray | None) -> Message:
     """The values (decoded here unless given) and the Message."""
     h, extras, indices, vsec = head
     k, dim = h.k, h.dim
