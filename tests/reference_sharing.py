@@ -147,7 +147,7 @@ class RefSubsample:
     def round(self, x, t):
         messages = {}
         for i, xi in enumerate(x):
-            if self.alpha >= self.cap:
+            if self.alpha > self.cap:
                 messages[i] = Message(i, t, len(xi), None, xi.copy())
                 continue
             mask_seed = int(rng.stream(self.seed, "sharing", i, t).integers(0, 2**53))

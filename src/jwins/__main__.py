@@ -1,3 +1,5 @@
+"""``python -m jwins``: the command line."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,6 +34,7 @@ INDEX_CODECS = ("elias-gamma", "rice", "bitmap", "auto")
 VALUE_CODECS = ("float32", "fpzip", "float16", "bfloat16")
 ENGINES = ("local", "distributed")
 TRAINING = ("loop", "vmap")
+NEEDS_RELIABLE_LINKS = ("choco",)  # algorithms whose state stays exact only if every message arrives
 
 
 def _choice(section: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -249,6 +250,11 @@ class Config:
             _check(self.nodes >= 2 or topo.kind == "full",
                    f"nodes = {self.nodes}: sharing needs at least 2 nodes (or use sharing.algorithm = 'local')")
         _check(self.eval.nodes <= self.nodes, f"eval.nodes = {self.eval.nodes} must be <= nodes = {self.nodes}")
+        if self.sharing.algorithm in NEEDS_RELIABLE_LINKS:
+            for key, value in (("message_loss", self.faults.message_loss), ("offline", self.faults.offline)):
+                _check(not value, f"faults.{key} = {value:g} cannot be used with sharing.algorithm = "
+                                  f"{self.sharing.algorithm!r}: its copies of the neighbours' models go out of step "
+                                  "for good after one missed message; set it to 0 or choose another algorithm")
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

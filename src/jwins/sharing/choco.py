@@ -3,8 +3,12 @@
 Each node keeps its public copy x_hat_i and s_i = sum_j w_ij x_hat_j over its neighbours and itself, both
 initially 0. After training: q_i = C(x_i - x_hat_i) with C = top-k or random-k (fraction alpha); send q_i;
 x_hat_i += q_i; s_i += w_ii q_i + sum_j w_ij q_j; x_i += gamma (s_i - x_hat_i). This equals the textbook form
-that stores every neighbour's x_hat_j. A lost message leaves the receiver's s_i permanently out of step with
-the sender's x_hat_j: CHOCO-SGD assumes reliable links.
+that stores every neighbour's x_hat_j.
+
+The compressor is always applied: round(alpha * D) entries every round, whatever ``sharing.metadata_cap`` says
+(CHOCO has no cut-off; only alpha = 1, which keeps every entry, travels as a dense message). A lost message
+would leave the receiver's s_i out of step with the sender's x_hat_j for good: CHOCO-SGD assumes reliable
+links, so the configuration refuses it with ``faults.message_loss`` or ``faults.offline``.
 
 With a lossy value codec (float16, bfloat16) the quantisation is part of the compression operator: q_i is
 what the receivers decode (the codec's round trip of the selected differences), and the sender adds that,
@@ -34,12 +38,14 @@ class ChocoState(NamedTuple):
 
 class Choco:
     def __init__(self, *, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",
-                 metadata_cap: float = 1.0, value_codec: str = "float32"):
+                 value_codec: str = "float32"):
         if compressor not in ("topk", "randomk"):
             raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
         if value_codec not in VALUE_CODECS:
             raise ValueError(f"value_codec = {value_codec!r}; choose one of {sorted(VALUE_CODECS)}")
-        self.alpha, self.gamma, self.compressor, self.metadata_cap = float(alpha), gamma, compressor, metadata_cap
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha = {alpha} must be a fraction in (0, 1]")
+        self.alpha, self.gamma, self.compressor = float(alpha), gamma, compressor
         codec = VALUE_CODECS[value_codec]
         self.lossy = None if codec.lossless else codec
 
@@ -53,8 +59,8 @@ class Choco:
                 ) -> tuple[list[Message], ChocoState]:
         diff = params - state.public
         n, dim = diff.shape
-        dense = self.alpha >= self.metadata_cap
-        k = dim if dense else count(self.alpha, dim)
+        k = count(self.alpha, dim)
+        dense = k == dim  # the compressor kept everything (alpha = 1): no indices need travel
         if self.compressor == "topk" or dense:
             mask = top_k_mask(diff.abs(), np.full(n, k))
         else:
@@ -91,6 +97,5 @@ class Choco:
         return new, ChocoState(state.nodes, state.public, s)
 
 
-def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", metadata_cap: float = 1.0,
-          value_codec: str = "float32") -> Choco:
-    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, metadata_cap=metadata_cap, value_codec=value_codec)
+def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", value_codec: str = "float32") -> Choco:
+    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, value_codec=value_codec)

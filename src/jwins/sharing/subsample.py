@@ -2,8 +2,8 @@
 
 The mask is drawn from a seed that comes from the node's sharing stream for this round; only the seed and
 alpha travel (wire index codec ``seed``) and the receiver regenerates the indices with
-:func:`jwins.wire.seeded_indices`. Receivers fill the rest with their own values. alpha >= metadata_cap
-sends the whole model.
+:func:`jwins.wire.seeded_indices`. Receivers fill the rest with their own values. As in the reference, only
+alpha > metadata_cap sends the whole model densely (alpha = metadata_cap still sends a random mask).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Subsample:
 
     def prepare(self, state: SubsampleState, params: Tensor, round: int, rngs: list[np.random.Generator]
                 ) -> tuple[list[Message], SubsampleState]:
-        if self.alpha >= self.metadata_cap:
+        if self.alpha > self.metadata_cap:
             return dense_messages(params, list(state.nodes), round), state
         values = to_numpy(params)
         dim = values.shape[1]
