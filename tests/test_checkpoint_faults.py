@@ -9,7 +9,8 @@ import torch
 
 from jwins import config
 from jwins.errors import CheckpointError
-from jwins.experiment import build_world, network_time, run
+from jwins.experiment import build_world, run
+from jwins.network import network_time
 
 QUICK = ["nodes=8", "rounds=6", "topology.degree=3", "eval.every=2", "data.max_samples=500",
          "wire.value_codec=float32"]
@@ -89,7 +90,7 @@ def test_with_all_messages_lost_nodes_never_change_by_averaging():
 
 def test_offline_nodes_neither_train_nor_send():
     cfg = _cfg("faults.offline=0.5", "rounds=1", "eval.every=0")
-    from jwins.experiment import offline_nodes
+    from jwins.network import offline_nodes
 
     offline = offline_nodes(cfg, 0)
     assert 0 < offline.sum() < cfg.nodes

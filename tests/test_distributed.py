@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from jwins import cli, config
-from jwins.engine.distributed import DistributedEngine, block_bounds, free_port, needs_local_launch, rank_argv
+from jwins import config
+from jwins.engine.distributed import DistributedEngine, block_bounds
 from jwins.errors import ConfigError, JwinsError
 from jwins.experiment import run
+from jwins.launch import free_port, needs_local_launch
 
 QUICK = ["nodes=6", "rounds=3", "topology.degree=3", "data.max_samples=300", "wire.value_codec=float32",
          "eval.every=1", "engine.threads=1"]
@@ -30,15 +31,33 @@ JOBS["one-node-per-rank"] = ["sharing.algorithm=jwins", "nodes=3", "topology.deg
 EXACT = {"round", "bytes_sent", "bytes_header", "bytes_indices", "bytes_values", "cumulative_bytes", "offline",
          "test_metric_name"}
 
-# every rank runs the jobs one after the other; only rank 0 writes the run directories
+FAULT_RANK = str(Path(__file__).parent / "fault_rank.py")
+# every rank runs the jobs one after the other; only rank 0 writes the run directories. FAULT_* variables put
+# the test's faulty transport (tests/fault_rank.py) around the engine's.
 WORKER = """
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from fault_rank import FaultyTransport
 from jwins import config
+from jwins.engine.distributed import DistributedEngine
 from jwins.experiment import run
 spec = json.loads(sys.argv[1])
 for name, overrides in spec["jobs"].items():
     cfg = config.load(overrides=[*spec["common"], *overrides, "engine.kind=distributed"])
-    run(cfg, run_dir=spec["dir"] + "/" + name)
+    engine = DistributedEngine(cfg.nodes, timeout=cfg.engine.timeout, config=cfg)
+    try:
+        if "FAULT_AFTER_ROUND" in os.environ:
+            engine.transport = FaultyTransport(engine)
+        run(cfg, engine=engine, run_dir=spec["dir"] + "/" + name)
+    finally:
+        engine.close()
+"""
+# `jwins run` whose local ranks are tests/fault_rank.py instead of `python -m jwins.launch`
+FAULTY_CLI = f"""
+import functools, sys
+from jwins import cli, launch
+launch.launch_local_workers = functools.partial(launch.launch_local_workers, command=[sys.executable, {FAULT_RANK!r}])
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
@@ -62,7 +81,7 @@ def _assert_same_metrics(got: list[dict], want: list[dict]) -> None:
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("JWINS_TEST_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+           if not k.startswith("FAULT") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
@@ -77,7 +96,7 @@ def _start_ranks(world: int, jobs: dict, common: list[str], out: Path, **extra: 
         env = _env(RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=port, **extra)
         log = open(out / f"rank{r}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, spec], env=env, stdout=log,
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, spec, FAULT_RANK], env=env, stdout=log,
                                       stderr=subprocess.STDOUT))
         log.close()
     return procs
@@ -143,9 +162,9 @@ def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
     checkpoint shard; resuming finishes the run with the metrics of an uninterrupted one."""
     out = tmp_path / "run"
     common = [x for o in QUICK for x in ("--set", o)] + ["--algorithm", "jwins", "--set", "rounds=6"]
-    argv = [sys.executable, "-m", "jwins", "run", *common, "--set", "engine.workers=2", "--set",
+    argv = [sys.executable, "-c", FAULTY_CLI, "run", *common, "--set", "engine.workers=2", "--set",
             "engine.timeout=20", "--out", str(out), "--quiet", "--no-plots"]
-    done = subprocess.run(argv, env=_env(JWINS_TEST_EXIT_AFTER_ROUND="2", JWINS_TEST_FAULT="interrupt"),
+    done = subprocess.run(argv, env=_env(FAULT_AFTER_ROUND="2", FAULT="interrupt"),
                           capture_output=True, text=True, timeout=100)
     assert done.returncode == 130, done.stderr
     assert "went missing" not in done.stderr and "stopped answering" not in done.stderr, done.stderr
@@ -192,10 +211,10 @@ def test_a_dead_rank_stops_the_others(tmp_path, local_reference):
     """Rank 1 of 3 exits after round 2: ranks 0 and 2 stop at once, naming rank 1 and round 3; the metrics of
     rounds 1-2 stay valid."""
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "jwins", "run", *[x for o in QUICK for x in ("--set", o)], "--algorithm", "jwins",
-            "--set", "rounds=6", "--set", "engine.workers=3", "--set", "engine.timeout=20", "--out", str(out),
+    argv = [sys.executable, "-c", FAULTY_CLI, "run", *[x for o in QUICK for x in ("--set", o)], "--algorithm",
+            "jwins", "--set", "rounds=6", "--set", "engine.workers=3", "--set", "engine.timeout=20", "--out", str(out),
             "--quiet", "--no-plots"]
-    proc = subprocess.Popen(argv, env=_env(JWINS_TEST_EXIT_AFTER_ROUND="2"), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, env=_env(FAULT_AFTER_ROUND="2"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=100)
@@ -216,7 +235,7 @@ def test_a_silent_rank_times_out(tmp_path):
     """Rank 1 stops answering after round 1: rank 0 gives up after engine.timeout, naming rank 1 and round 2."""
     timeout = 3
     jobs = {"hang": ["sharing.algorithm=full", f"engine.timeout={timeout}", "rounds=5"]}
-    procs = _start_ranks(2, jobs, QUICK, tmp_path, JWINS_TEST_EXIT_AFTER_ROUND="1", JWINS_TEST_FAULT="hang")
+    procs = _start_ranks(2, jobs, QUICK, tmp_path, FAULT_AFTER_ROUND="1", FAULT="hang")
     try:
         waited, first = _watch(procs, tmp_path / "hang" / "metrics.jsonl", 1, 90)
         assert first == 0 and procs[1].poll() is None   # rank 1 is still there, silent
@@ -277,15 +296,3 @@ def test_launch_decision(monkeypatch):
     assert not needs_local_launch(config.load(overrides=["engine.workers=2", "engine.kind=distributed"]))
     with pytest.raises(ConfigError, match="add --set engine.kind=distributed"):
         needs_local_launch(config.load(overrides=["engine.workers=2"]))
-
-
-def test_rank_argv_rebuilds_the_same_config(tmp_path):
-    toml = tmp_path / "c.toml"
-    toml.write_text('nodes = 9\n[sharing]\nalgorithm = "topk"\n')
-    parser = cli.build_parser()
-    args = parser.parse_args(["run", str(toml), "--set", "topology.degree=4", "--rounds", "7", "--dataset",
-                              "digits", "--out", "a dir/x", "--quiet"])
-    argv = rank_argv(args)
-    assert argv[0] == "run" and "--quiet" in argv
-    again = parser.parse_args(argv)
-    assert cli._config_from(again) == cli._config_from(args)

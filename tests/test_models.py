@@ -15,14 +15,14 @@ def _mf_input(batch: int = 4) -> torch.Tensor:
 
 # (name, factory, input maker, expected output shape)
 CASES = [
-    ("small-cnn-28", lambda: M.small_cnn(1, 28, 10), lambda: torch.randn(3, 1, 28, 28), (3, 10)),
-    ("small-cnn-8", lambda: M.small_cnn(1, 8, 10), lambda: torch.randn(3, 1, 8, 8), (3, 10)),
+    ("small-cnn-28", lambda: M.small_cnn(), lambda: torch.randn(3, 1, 28, 28), (3, 10)),
+    ("small-cnn-8", lambda: M.small_cnn(input_shape=(1, 8, 8)), lambda: torch.randn(3, 1, 8, 8), (3, 10)),
     ("lenet", lambda: M.lenet(), lambda: torch.randn(3, 3, 32, 32), (3, 10)),
-    ("lenet-100", lambda: M.lenet(100), lambda: torch.randn(3, 3, 32, 32), (3, 100)),
+    ("lenet-100", lambda: M.lenet(num_classes=100), lambda: torch.randn(3, 3, 32, 32), (3, 100)),
     ("leaf-cnn", lambda: M.leaf_cnn(), lambda: torch.randn(3, 1, 28, 28), (3, 62)),
     ("celeba-cnn", lambda: M.celeba_cnn(), lambda: torch.randn(3, 3, 84, 84), (3, 2)),
-    ("char-lstm", lambda: M.char_lstm(80, 8, 32, 2), lambda: torch.randint(0, 80, (3, 20)), (3, 80)),
-    ("mf", lambda: M.matrix_factorization(5, 7, 4), _mf_input, (4,)),
+    ("char-lstm", lambda: M.char_lstm(vocab_size=80, hidden=32), lambda: torch.randint(0, 80, (3, 20)), (3, 80)),
+    ("mf", lambda: M.matrix_factorization(num_users=5, num_items=7, mf_dim=4), _mf_input, (4,)),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -58,7 +58,7 @@ def test_no_buffers(name, make, inp, shape):
 def test_lenet_parameter_count():
     """decentralizepy's CIFAR-10 LeNet has exactly 89,834 parameters."""
     assert M.num_parameters(M.lenet()) == 89_834
-    assert M.num_parameters(M.lenet(100)) == 89_834 + 1024 * 90 + 90
+    assert M.num_parameters(M.lenet(num_classes=100)) == 89_834 + 1024 * 90 + 90
 
 
 def test_lenet_layer_order():
@@ -76,13 +76,13 @@ def test_leaf_cnn_parameter_count():
     c = 62
     expected = (1 * 32 * 25 + 32) + (32 * 64 * 25 + 64) + (3136 * 2048 + 2048) + (2048 * c + c)
     assert expected == 6_603_710
-    assert M.num_parameters(M.leaf_cnn(c)) == expected
+    assert M.num_parameters(M.leaf_cnn(num_classes=c)) == expected
 
 
 def test_small_model_sizes():
     """small-cnn stays small: < 60k parameters on 28x28, between 2k and 20k on 8x8; celeba-cnn as documented."""
-    assert M.num_parameters(M.small_cnn(1, 28, 10)) < 60_000
-    assert 2_000 <= M.num_parameters(M.small_cnn(1, 8, 10)) <= 20_000
+    assert M.num_parameters(M.small_cnn()) < 60_000
+    assert 2_000 <= M.num_parameters(M.small_cnn(input_shape=(1, 8, 8))) <= 20_000
     conv = (3 * 32 * 9 + 32) + 3 * (32 * 32 * 9 + 32)
     assert M.num_parameters(M.celeba_cnn()) == conv + 4 * 64 + (32 * 6 * 6 * 2 + 2)
 
@@ -96,7 +96,7 @@ def test_flat_image_input():
 
 def test_matrix_factorization_formula():
     """MF predicts <u, v> + b_u + b_i + b for each (user, item) pair."""
-    m = M.matrix_factorization(3, 4, 2, global_bias=3.5)
+    m = M.matrix_factorization(num_users=3, num_items=4, mf_dim=2, mean_rating=3.5)
     with torch.no_grad():
         m.user_bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
         m.item_bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
@@ -109,7 +109,26 @@ def test_matrix_factorization_formula():
     assert m.user_factors.abs().max() <= 0.05 and m.item_factors.abs().max() <= 0.05
 
 
-# ----------------------------------------------------------------------------------------------------- build_model
+# ----------------------------------------------------------------------------------------------------- by name
+
+
+def _dataset(name, shape, classes, meta):
+    from jwins.data import Dataset
+
+    x = torch.zeros(2, *shape)
+    y = torch.zeros(2, dtype=torch.int64 if classes else torch.float32)
+    return Dataset(name, x, y, x, y, "classification" if classes else "regression", classes, tuple(shape),
+                   meta=dict(meta or {}))
+
+
+def _model(name, dataset, *overrides):
+    from jwins import config
+    from jwins.registry import DATASETS
+    from jwins.world import model_factory
+
+    cfg = config.load(overrides=[f"model.name={name}", *overrides])
+    spec = DATASETS.load(dataset.name) if DATASETS.canonical(dataset.name) else None
+    return model_factory(cfg, dataset, getattr(spec, "default_model", None))()
 
 
 @pytest.mark.parametrize(
@@ -123,13 +142,13 @@ def test_matrix_factorization_formula():
         ("femnist", (1, 28, 28), 62, None, M.LeafCNN, 62),
         ("celeba", (3, 84, 84), 2, None, M.CelebaCNN, 2),
         ("shakespeare", (80,), 80, {"vocab_size": 80}, M.CharLSTM, 80),
-        ("movielens", (2,), 0, {"num_users": 5, "num_items": 7, "mf_dim": 3}, M.MatrixFactorization, None),
+        ("movielens", (2,), 0, {"num_users": 5, "num_items": 7}, M.MatrixFactorization, None),
     ],
 )
-def test_build_model_auto(dataset, shape, classes, meta, cls, out_classes):
-    """build_model('auto') picks the field's standard model for each dataset and sizes it from the arguments."""
-    assert M.AUTO[dataset] in M.MODELS
-    m = M.build_model("auto", dataset=dataset, input_shape=shape, num_classes=classes, meta=meta)
+def test_auto_model_is_the_datasets_default(dataset, shape, classes, meta, cls, out_classes):
+    """model.name = 'auto' builds the dataset's default model (its spec says which), sized from the dataset's
+    metadata; the MovieLens embedding size comes from model.mf_dim."""
+    m = _model("auto", _dataset(dataset, shape, classes, meta), "model.mf_dim=3")
     assert type(m) is cls
     if cls is M.MatrixFactorization:
         assert tuple(m.user_factors.shape) == (5, 3) and tuple(m.item_factors.shape) == (7, 3)
@@ -139,19 +158,25 @@ def test_build_model_auto(dataset, shape, classes, meta, cls, out_classes):
         assert m(torch.randn(2, *shape)).shape == (2, out_classes)
 
 
-def test_build_model_by_name_and_errors():
-    """Explicit names work (with '_' for '-'); unknown names and datasets list the choices; mf needs meta."""
-    m = M.build_model("leaf_cnn", dataset="mnist", input_shape=(1, 28, 28), num_classes=10)
+def test_models_by_name_options_and_errors():
+    """Registered names work (with '_' for '-') and take [model.options]; an unknown name lists the choices,
+    an unknown option names the factory's parameters, a missing metadata key says which."""
+    from jwins.errors import ConfigError
+
+    mnist = _dataset("mnist", (1, 28, 28), 10, None)
+    m = _model("leaf_cnn", mnist)
     assert isinstance(m, M.LeafCNN) and m.fc2.out_features == 10
-    m = M.build_model("lenet", dataset="mnist", input_shape=(1, 28, 28), num_classes=10)
-    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="valid names: auto, small-cnn, lenet, leaf-cnn, celeba-cnn, char-lstm, mf"):
-        M.build_model("resnet", dataset="cifar10", input_shape=(3, 32, 32), num_classes=10)
-    with pytest.raises(ConfigError, match="no automatic model for dataset 'imagenet'"):
-        M.build_model("auto", dataset="imagenet", input_shape=(3, 32, 32), num_classes=10)
-    with pytest.raises(ConfigError, match="num_users, num_items"):
-        M.build_model("mf", dataset="movielens", input_shape=(2,), num_classes=0)
-    assert set(M.MODELS) == {"small-cnn", "lenet", "leaf-cnn", "celeba-cnn", "char-lstm", "mf"}
+    assert _model("lenet", mnist)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    lstm = _model("char-lstm", _dataset("shakespeare", (20,), 30, {"vocab_size": 30}), "model.options.hidden=16")
+    assert lstm.lstm.hidden_size == 16 and lstm.fc.out_features == 30
+    with pytest.raises(ConfigError, match="model.name = 'resnet' is not a registered model; choose one of: "
+                                          "small-cnn, lenet, leaf-cnn, celeba-cnn, char-lstm, mf"):
+        _model("resnet", mnist)
+    with pytest.raises(ConfigError, match=r"model.name.options.depth: lenet takes no option 'depth' \(it takes: "
+                                          r"num_classes, input_shape\)"):
+        _model("lenet", mnist, "model.options.depth=3")
+    with pytest.raises(ConfigError, match="model.name: matrix_factorization.* raised TypeError"):
+        _model("mf", _dataset("movielens", (2,), 0, None))
 
 
 # ----------------------------------------------------------------------------------------------------- functional
@@ -197,7 +222,7 @@ def test_vmap_grad_over_nodes(name, make, inp, shape):
 
 def test_char_lstm_unfused_matches_fused():
     """The step-by-step LSTM used under function transforms equals nn.LSTM's fused kernel."""
-    m = M.char_lstm(30, 8, 16, 3)
+    m = M.char_lstm(vocab_size=30, embedding_dim=8, hidden=16, layers=3)
     e = m.embedding(torch.randint(0, 30, (4, 12)))
     fused, _ = m.lstm(e)
     torch.testing.assert_close(m._unfused_last(e), fused[:, -1])

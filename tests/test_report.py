@@ -1,4 +1,5 @@
-"""jwins.report: reading run directories back, comparison tables and figures, on small hand-made runs."""
+"""jwins.rundir (reading run directories back), jwins.report (tables) and jwins.plots (figures), on small
+hand-made runs."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jwins.errors import JwinsError
-from jwins.report import (Run, compare_table, format_table, markdown_table, plot_run, plot_runs, read_run,
-                          target_reached)
+from jwins.plots import plot_run, plot_runs
+from jwins.report import Run, compare_table, format_table, markdown_table, read_run, target_reached
 
 ALL_FIGURES = ["accuracy_rounds", "accuracy_bytes", "loss", "alpha", "accuracy_time"]
 
@@ -303,7 +304,7 @@ def test_plot_run_without_alpha_or_network_never_imports_pyplot(tmp_path):
     interpreter here), so the user's backend and pyplot's state are never touched."""
     d = write_run(tmp_path, "r", algorithm="full", per_round=1e3, acc={4: 0.5})  # one evaluation only
     out = tmp_path / "figs"
-    code = ("import sys, json, jwins.report as r; print(json.dumps([str(p) for p in r.plot_run(*sys.argv[1:])])); "
+    code = ("import sys, json, jwins.plots as r; print(json.dumps([str(p) for p in r.plot_run(*sys.argv[1:])])); "
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
     done = subprocess.run([sys.executable, "-c", code, str(d), str(out)], capture_output=True, text=True,
                           timeout=120)

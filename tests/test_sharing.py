@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from jwins import topology
-from jwins.engine.local import LocalTransport
-from jwins.experiment import communicate
+from jwins import config, wire
+from jwins.communication import communicate
 from jwins.config import WireConfig
-from jwins.sharing import SHARING, Mixing, choco, full, jwins, subsample, topk
-from jwins.sharing.topk import PartialModel, top_k_mask
+from jwins.engine.local import LocalTransport
+from jwins.registry import SHARING
+from jwins.sharing import Mixing, TopKSelector, choco, full, jwins, subsample, top_k_mask, topk
 from jwins.transforms import identity, wavelet
+from jwins.world import build_sharing
 
 import reference_sharing as ref
 
@@ -44,7 +46,8 @@ def _run_both(sharing, reference, graph, neighbors, x0, rounds, *, index_codec="
         trained = _train(params.numpy(), t)
         params = torch.from_numpy(trained)
         out = communicate(sharing, state, params, t, seed=SEED, graph=graph, mixing=mixing, transport=transport,
-                          wire_config=WireConfig(index_codec=index_codec, value_codec=value_codec))
+                          wire_config=WireConfig(index_codec=index_codec, value_codec=value_codec),
+                          index_codec=getattr(sharing, "index_codec", None))
         params, state = out.params, out.state
         xs, ref_messages = reference.round([row for row in _train(np.stack(xs), t)], t)
         np.testing.assert_allclose(params.numpy(), np.stack(xs), rtol=1e-5, atol=1e-6,
@@ -113,7 +116,7 @@ def test_choco_with_lossy_values_equals_reference(value_codec):
     """With a lossy value codec the rounding is part of CHOCO's compression operator: the sender's x_hat_i
     moves by what its neighbours decode, so every copy of x_hat_i stays identical."""
     graph, neighbors, x0 = _setup(10, 4, 200)
-    sharing = choco(alpha=0.2, gamma=0.5, value_codec=value_codec)
+    sharing = choco(alpha=0.2, gamma=0.5, rounding=wire.roundtrip(value_codec))
     reference = ref.RefChoco(x0, neighbors, seed=SEED, alpha=0.2, gamma=0.5, quantize=value_codec)
     _, state = _run_both(sharing, reference, graph, neighbors, x0, 4, value_codec=value_codec)
     w = topology.metropolis_hastings(graph)
@@ -126,7 +129,7 @@ def _one_round(sharing, x: np.ndarray, graph, t: int = 0, state=None):
     params = torch.from_numpy(x.copy())
     state = state if state is not None else sharing.init(params, list(range(n)))
     out = communicate(sharing, state, params, t, seed=SEED, graph=graph, mixing=mixing,
-                      transport=LocalTransport())
+                      transport=LocalTransport(), index_codec=getattr(sharing, "index_codec", None))
     return out
 
 
@@ -159,16 +162,14 @@ def test_full_sharing_keeps_the_mean_under_doubly_stochastic_mixing():
     np.testing.assert_allclose(out.params.numpy().mean(0), x0.mean(0), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(set(SHARING) - {"local", "full"}))
+@pytest.mark.parametrize("name", sorted(set(SHARING.names()) - {"local", "full"}))
 def test_partial_sharing_shrinks_the_spread_of_the_models(name):
     """With fill-in, receivers average different vectors, so the mean is not kept; but the models move towards
     each other: their spread around the mean shrinks in one round."""
-    from jwins.config import SharingConfig
-    from jwins.sharing import make_sharing
-
-    cfg = SharingConfig(algorithm=name, transform="identity", alpha=0.3, gamma=1.0)
+    cfg = config.load(overrides=[f"sharing.algorithm={name}", "sharing.transform=identity", "sharing.alpha=0.3",
+                                 "sharing.gamma=1.0"])
     graph, _, x0 = _setup(12, 4, 100)
-    out = _one_round(make_sharing(cfg), x0, graph)
+    out = _one_round(build_sharing(cfg)[0], x0, graph)
     assert out.params.numpy().std(0).mean() < x0.std(0).mean()
 
 
@@ -203,7 +204,7 @@ def test_accumulation_rewinds_what_was_shared_and_keeps_the_rest():
     """After prepare, accumulated change is zero exactly where a node sent, and what was not sent keeps
     accumulating: A_after_merge = A_before[not shared] + (W x_new - W x_prev)."""
     graph, _, x0 = _setup(8, 3, 200)
-    sharing = PartialModel(alphas=(0.2,), accumulation=True, accumulate_averaging=True)
+    sharing = TopKSelector(alphas=(0.2,), accumulation=True, accumulate_averaging=True)
     params = torch.from_numpy(x0.copy())
     mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(8)))
     state = sharing.init(params, list(range(8)))
@@ -212,14 +213,14 @@ def test_accumulation_rewinds_what_was_shared_and_keeps_the_rest():
         before = state.accumulated.clone()
         reference = state.reference.clone()
         rngs = [np.random.default_rng(i) for i in range(8)]
-        messages, mid = sharing.prepare(state, params, t, rngs)
-        sent = mid.shared
+        messages, mid, prepared = sharing.prepare(state, params, t, rngs)
+        sent = prepared.shared
         assert torch.all(mid.accumulated[sent] == 0)
         assert torch.equal(mid.accumulated[~sent], before[~sent])
         for i, m in enumerate(messages):
             assert np.array_equal(m.indices, np.flatnonzero(sent[i].numpy()))
         inbox = {i: [messages[j] for j in graph.neighbors[i]] for i in range(8)}
-        new, state = sharing.merge(mid, params, inbox, mixing)
+        new, state = sharing.merge(mid, params, inbox, mixing, prepared)
         expect = mid.accumulated + (new - reference)
         torch.testing.assert_close(state.accumulated, expect)
         params = new

@@ -1,8 +1,8 @@
 """The contract every registered sharing algorithm meets, each built through the configuration as users build it.
 
-Parametrised over the registry (``jwins.sharing.SHARING``): an algorithm added there is tested here with no
-edit. What an algorithm must declare for it (the settings under which it sends everything) is part of its
-registration.
+Parametrised over the registry (``jwins.registry.SHARING``): an algorithm added there is tested here with no
+edit. What an algorithm must declare for it (``everything``: the settings under which it sends its whole model
+every round) is part of its registration.
 """
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from jwins import config, topology
+from jwins import config, rng, topology
+from jwins.communication import communicate
 from jwins.engine.local import LocalTransport
 from jwins.errors import ConfigError
-from jwins.experiment import communicate, lost_links, run
-from jwins.sharing import SHARING, Mixing, make_sharing
+from jwins.experiment import run
+from jwins.network import lost_links
+from jwins.registry import SHARING
+from jwins.sharing import Mixing
 from jwins.wire import seeded_indices
-from jwins import rng
+from jwins.world import build_sharing
 
 QUICK = ["nodes=8", "rounds=4", "topology.degree=3", "eval.every=2", "data.max_samples=600",
          "wire.value_codec=float32"]
-ALGORITHMS = sorted(SHARING)
+ALGORITHMS = SHARING.names()
 
 
 def _cfg(name: str, *extra: str) -> config.Config:
@@ -30,7 +33,7 @@ def _cfg(name: str, *extra: str) -> config.Config:
 
 
 def _everything(name: str) -> tuple[str, ...]:
-    settings = SHARING[name].everything
+    settings = SHARING.entry(name).info.get("everything")
     if settings is None:
         pytest.skip(f"{name} has no setting that sends the whole model every round")
     return settings
@@ -104,7 +107,7 @@ def test_lost_messages_renormalise_the_mixing_weights(name):
     except ConfigError as e:
         assert "faults.message_loss" in str(e) and "sharing.algorithm" in str(e)
         return
-    sharing = make_sharing(cfg.sharing, cfg.wire.value_codec)
+    sharing, traits = build_sharing(cfg)
     graph = topology.regular(10, 4, seed=3)
     w = topology.metropolis_hastings(graph)
     mixing = Mixing(w, tuple(range(10)))
@@ -118,7 +121,7 @@ def test_lost_messages_renormalise_the_mixing_weights(name):
         any_lost |= any(lost[j, i] for i in range(10) for j in graph.neighbors[i])
         want = _renormalised_average(params.numpy(), w, graph.neighbors, lost)
         out = communicate(sharing, state, params, t, seed=cfg.seed, graph=graph, mixing=mixing,
-                          transport=LocalTransport(), wire_config=cfg.wire, lost=lost)
+                          transport=LocalTransport(), wire_config=cfg.wire, index_codec=traits.index_codec, lost=lost)
         np.testing.assert_allclose(out.params.numpy(), want, rtol=1e-5, atol=1e-5, err_msg=f"round {t}")
         params, state = out.params, out.state
     assert any_lost
@@ -129,12 +132,12 @@ def test_lost_messages_renormalise_the_mixing_weights(name):
 def _values_sent(name: str, *settings: str, dim: int = 400, nodes: int = 6) -> tuple[list[int], list[bool], int]:
     """(values per message, whether each is dense, the message dimension) of one round."""
     cfg = _cfg(name, *settings)
-    sharing = make_sharing(cfg.sharing, cfg.wire.value_codec)
+    sharing, traits = build_sharing(cfg)
     graph = topology.regular(nodes, 3, seed=0)
     params = torch.from_numpy(np.random.default_rng(1).normal(size=(nodes, dim)).astype(np.float32))
     out = communicate(sharing, sharing.init(params, list(range(nodes))), params, 0, seed=cfg.seed, graph=graph,
                       mixing=Mixing(topology.metropolis_hastings(graph), tuple(range(nodes))),
-                      transport=LocalTransport(), wire_config=cfg.wire)
+                      transport=LocalTransport(), wire_config=cfg.wire, index_codec=traits.index_codec)
     return [m.k for m in out.messages], [m.dense for m in out.messages], sharing.message_dim(dim)
 
 

@@ -15,10 +15,11 @@ import pywt
 import torch
 
 from jwins import config, rng
+from jwins.communication import communicate
 from jwins.engine.local import LocalTransport
-from jwins.experiment import build_world, communicate, lost_links
-from jwins.sharing import make_sharing
+from jwins.network import lost_links
 from jwins.training import Trainer
+from jwins.world import build_sharing, build_world
 
 
 class Oracle:
@@ -148,7 +149,7 @@ def test_partial_sharing_equals_the_float64_oracle_on_a_trained_model(case):
     train_state = trainer.init(params)
     for t in range(15):  # the nodes train alone first: their models differ and their changes are real
         params, _ = trainer.round(train_state, params, t)
-    sharing = make_sharing(cfg.sharing, cfg.wire.value_codec)
+    sharing = world.sharing
     state = sharing.init(params, nodes)
     s = cfg.sharing
     alphas = s.alphas if s.algorithm == "jwins" else (s.alpha,)
@@ -175,7 +176,7 @@ def test_the_cut_off_is_drawn_uniformly_from_the_list():
     rounds, 7 values: far below the 0.1% critical value 24.3)."""
     alphas = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
     cfg = config.load(overrides=["sharing.algorithm=jwins"])
-    sharing = make_sharing(cfg.sharing)
+    sharing, _ = build_sharing(cfg)
     draws = np.concatenate([sharing.draw_alphas([rng.stream(0, "sharing", i, t) for i in range(96)])
                             for t in range(60)])
     counts = np.array([np.sum(draws == a) for a in alphas])

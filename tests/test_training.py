@@ -45,11 +45,11 @@ def _mlp() -> nn.Module:
 
 
 def _cnn() -> nn.Module:
-    return models.small_cnn(1, 8, 10)
+    return models.small_cnn(num_classes=10, input_shape=(1, 8, 8))
 
 
 def _mf() -> nn.Module:
-    return models.matrix_factorization(9, 7, 4)
+    return models.matrix_factorization(num_users=9, num_items=7, mf_dim=4)
 
 
 @dataclass

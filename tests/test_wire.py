@@ -11,6 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import jwins.registry
 from jwins.errors import WireError
 from jwins.wire import (
     FORMAT_VERSION,
@@ -21,9 +22,12 @@ from jwins.wire import (
     decode,
     encode,
     layout,
+    roundtrip,
     seeded_indices,
 )
-from jwins.wire import codecs as codecs_mod
+from jwins.wire import bits as wire_bits
+from jwins.wire.format import MAX_UNBACKED_ELEMENTS
+from jwins.wire.fpzip import FPZIP
 
 SPARSE_CODECS = ["elias-gamma", "rice", "bitmap", "auto"]
 ALL_VALUE_CODECS = ["float32", "float16", "bfloat16", "fpzip"]
@@ -225,6 +229,60 @@ def test_lossy_codecs_match_torch_on_random_bit_patterns():
     np.testing.assert_array_equal(out.values.view(np.uint32), _expected_lossy(half, "float16").view(np.uint32))
 
 
+@pytest.mark.parametrize("kind", ["index", "value"])
+def test_registered_codecs_have_distinct_wire_ids_and_their_registry_names(kind):
+    registry = jwins.registry.INDEX_CODECS if kind == "index" else jwins.registry.VALUE_CODECS
+    table = INDEX_CODECS if kind == "index" else VALUE_CODECS
+    codecs = {name: registry.load(name) for name in registry.names()}
+    assert all(codec.name == name for name, codec in codecs.items())
+    ids = [codec.id for codec in codecs.values() if codec.id >= 0]  # auto (-1) never appears on the wire
+    assert len(ids) == len(set(ids)) and all(0 <= i <= 255 for i in ids)
+    assert list(table) == registry.names() and all(table[name] is codecs[name] for name in codecs)
+    assert table.by_id() == {codec.id: codec for codec in codecs.values() if codec.id >= 0}
+
+
+@pytest.fixture
+def scratch_value_codecs(monkeypatch):
+    """jwins.registry.VALUE_CODECS, restored after the test."""
+    registry = jwins.registry.VALUE_CODECS
+    for attribute in ("_entries", "_aliases", "_loaded"):
+        monkeypatch.setattr(registry, attribute, dict(getattr(registry, attribute)))
+    return registry
+
+
+def test_codec_tables_follow_the_registry(scratch_value_codecs):
+    from jwins.wire.value_codecs import FLOAT32, ValueCodec
+
+    scratch_value_codecs.register("f32-copy", FLOAT32._replace(name="f32-copy", id=9))
+    message = Message(0, 0, 4, np.array([1, 3]), np.array([0.5, -2.0], np.float32))
+    data = encode(message, value_codec="f32-copy")
+    assert data[7] == 9 and "f32-copy" in VALUE_CODECS
+    np.testing.assert_array_equal(decode(data).values, message.values)
+    scratch_value_codecs.register("clash", ValueCodec("clash", 9, FLOAT32.encode, FLOAT32.decode, True))
+    with pytest.raises(ValueError, match="'f32-copy' and 'clash' both have wire id 9"):
+        decode(data)
+    with pytest.raises(ValueError, match="both have wire id 9"):
+        encode(message)
+
+
+@pytest.mark.parametrize("value_codec", ALL_VALUE_CODECS)
+def test_roundtrip_is_what_the_receiver_decodes(value_codec):
+    rt = roundtrip(value_codec)
+    if VALUE_CODECS[value_codec].lossless:
+        assert value_codec in ("float32", "fpzip") and rt is None
+        return
+    values = _values(np.random.default_rng(3), 1000)
+    sent = decode(encode(Message(0, 0, 1000, None, values), value_codec=value_codec)).values
+    np.testing.assert_array_equal(rt(values).view(np.uint32), sent.view(np.uint32))
+    np.testing.assert_array_equal(rt(values).view(np.uint32), _expected_lossy(values, value_codec).view(np.uint32))
+    np.testing.assert_array_equal(rt(values.reshape(10, 100)), sent.reshape(10, 100))
+    assert rt(values).dtype == np.float32 and rt(values) is not values
+    with pytest.raises(ValueError, match="cannot represent 1 values"):
+        rt(np.array([1.0, 3.4e38], np.float32))  # finite, beyond both 16-bit formats
+    with pytest.raises(ValueError, match="unknown value codec 'f8'"):
+        roundtrip("f8")
+
+
 def test_extras_limits_round_trip():
     extra = {f"k{i:02d}" + "é" * 30 + "x": float(i) * 0.5 for i in range(32)}  # 32 keys of 64 utf-8 bytes
     assert all(len(key.encode()) == 64 for key in extra)
@@ -259,9 +317,9 @@ def test_bit_field_packing_matches_reference(widths, seed):
     v = (rng.integers(0, 2**32, w.shape[0], dtype=np.uint64) & ((np.uint64(1) << w.astype(np.uint64))
                                                                  - np.uint64(1))).astype(np.int64)
     ends = np.cumsum(w)
-    packed = codecs_mod._pack_fields(v, ends, int(ends[-1]))
+    packed = wire_bits.pack_fields(v, ends, int(ends[-1]))
     assert packed == _bits_reference(v, w)
-    np.testing.assert_array_equal(codecs_mod._gather_fields(packed, ends - w, w), v)
+    np.testing.assert_array_equal(wire_bits.gather_fields(packed, ends - w, w), v)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -649,7 +707,7 @@ def _cases():
     # fpzip
     fgood = _base("elias-gamma", "fpzip")
     fisec, fvsec = _sections(fgood)
-    other = codecs_mod._fpzip_encode(np.arange(5, dtype=np.float32))
+    other = FPZIP.encode(np.arange(5, dtype=np.float32))
     cases += [
         ("fpzip short", _rebuild(fisec, fvsec[:10], value_codec=3), "too short"),
         ("fpzip magic", _rebuild(fisec, b"\x00" * len(fvsec), value_codec=3), "fpzip"),
@@ -675,7 +733,7 @@ def test_decode_dim_mismatch_and_types():
         decode(data, dim=51)
     with pytest.raises(WireError, match="expected bytes"):
         decode("JWNS")  # type: ignore[arg-type]
-    big = codecs_mod.MAX_UNBACKED_ELEMENTS + 1  # the seed codec above the cap: needs the expected dim
+    big = MAX_UNBACKED_ELEMENTS + 1  # the seed codec above the cap: needs the expected dim
     idx = seeded_indices(3, big, 1e-6)
     seeded = encode(Message(0, 0, big, idx, np.ones(idx.shape[0], np.float32), {"mask_seed": 3.0, "alpha": 1e-6}),
                     index_codec="seed")

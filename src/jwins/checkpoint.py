@@ -20,11 +20,7 @@ from .errors import CheckpointError
 
 FORMAT = 1
 # Keys that may change between the interrupted run and its resumption without changing its numbers.
-RESUMABLE_CHANGES = ("rounds", "out", "checkpoint", "engine")
-
-
-def path_for(run_dir: Path, rank: int = 0, world_size: int = 1) -> Path:
-    return Path(run_dir) / ("checkpoint.npz" if world_size == 1 else f"checkpoint-{rank}-of-{world_size}.npz")
+RESUMABLE_CHANGES = ("rounds", "checkpoint", "engine", "import_paths")
 
 
 def comparable(config: dict) -> dict:

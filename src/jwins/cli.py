@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from .errors import JwinsError
 
 SHORT_FLAGS = {"nodes": "nodes", "rounds": "rounds", "seed": "seed", "dataset": "data.name",
-               "algorithm": "sharing.algorithm", "out": "out", "workers": "engine.workers"}
+               "algorithm": "sharing.algorithm"}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -20,8 +21,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, help="number of rounds")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--dataset", help="dataset (data.name)")
-    p.add_argument("--algorithm", help="sharing algorithm: full, subsample, topk, choco, jwins, local")
-    p.add_argument("--out", help="run directory")
+    p.add_argument("--algorithm", help="sharing algorithm: full, subsample, topk, choco, jwins, local, "
+                                       "or package.module:factory")
+    p.add_argument("--out", help="output directory (default: a new one under runs/)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -40,33 +43,72 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _warn_ignored(cfg) -> None:
+    from .config import ignored
+
+    for line in ignored(cfg):
+        print(f"jwins: warning: {line}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise JwinsError("--resume RUN_DIR reads the run's own config.json; do not also give a config file")
+        if args.out:
+            raise JwinsError("--resume RUN_DIR continues the run in RUN_DIR; do not also give --out")
         args.config = args.resume
     cfg = _config_from(args)
-    from .engine.distributed import launch_local_workers, needs_local_launch, rank_argv
+    _warn_ignored(cfg)
+    from .experiment import format_summary
+    from .launch import needs_local_launch
 
-    if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine; each runs this command
-        return launch_local_workers(rank_argv(args), cfg.engine.workers, timeout=cfg.engine.timeout)
-    from .experiment import Interrupted, format_summary, run
+    if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine
+        summary, run_dir = _run_local_workers(cfg, args)
+        if summary is None:
+            return 130
+    else:
+        from .experiment import Interrupted, run
 
-    try:
-        result = run(cfg, quiet=args.quiet, run_dir=args.resume, resume=bool(args.resume))
-    except Interrupted as e:
-        if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
-            print(f"jwins: {e}", file=sys.stderr)
-        return 130
-    if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
-        return 0
-    print(format_summary(result.summary))
-    if not args.no_plots and result.run_dir is not None:
-        from . import report
+        try:
+            result = run(cfg, quiet=args.quiet, run_dir=args.resume or args.out, resume=bool(args.resume),
+                         overwrite=args.overwrite)
+        except Interrupted as e:
+            if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
+                print(f"jwins: {e}", file=sys.stderr)
+            return 130
+        if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
+            return 0
+        summary, run_dir = result.summary, result.run_dir
+    print(format_summary(summary))
+    if not args.no_plots and run_dir is not None:
+        from . import plots
 
-        report.plot_run(result.run_dir)
-    print(f"run directory: {result.run_dir}")
+        plots.plot_run(run_dir)
+    print(f"run directory: {run_dir}")
     return 0
+
+
+def _run_local_workers(cfg, args: argparse.Namespace):
+    """``engine.workers`` ranks on this machine: the run directory gets the resolved config, the ranks read it;
+    returns (summary, run directory), or (None, dir) when they were interrupted."""
+    from . import config, rundir
+    from .launch import launch_local_workers
+
+    resolved = config.to_dict(config.override(cfg, ["engine.kind=distributed"]))
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:
+        default = rundir.default_path(cfg.sharing.algorithm, cfg.data.name, time.time())
+        run_dir = rundir.claim(args.out or default, resolved, overwrite=args.overwrite, exclusive=not args.out)
+        rundir.write_config(run_dir, resolved)
+    code = launch_local_workers(run_dir, cfg.engine.workers, timeout=cfg.engine.timeout, resume=bool(args.resume),
+                                quiet=args.quiet)
+    if code == 130:
+        return None, run_dir
+    summary = rundir.read_json(run_dir / rundir.SUMMARY, required=False)
+    if summary is None:
+        raise JwinsError(f"the ranks finished but {run_dir / rundir.SUMMARY} is missing")
+    return summary, run_dir
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -75,7 +117,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = _config_from(args)
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    result = compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out, quiet=args.quiet)
+    result = compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out, quiet=args.quiet,
+                     overwrite=args.overwrite)
     print(report.format_table(result.rows))
     if result.target is not None:
         print(f"target: {result.target:.4g} ({'given' if args.target is not None else '95% of full sharing'})")
@@ -84,22 +127,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from . import report
+    from . import plots
 
     if len(args.runs) == 1:
-        paths = report.plot_run(args.runs[0], args.out)
+        paths = plots.plot_run(args.runs[0], args.out)
     else:
-        paths = report.plot_runs(args.runs, args.out or "plots")
+        paths = plots.plot_runs(args.runs, args.out or "plots")
     for path in paths:
         print(path)
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import datasets
+    from . import data
 
     if args.action == "list":
-        for entry in datasets.describe():
+        for entry in data.describe():
             where = entry.get("path") or ", ".join(str(p) for p in entry.get("searched", []))
             status = "found" if entry.get("found") else "missing"
             print(f"{entry['name']:<14} {status:<8} {where}")
@@ -113,7 +156,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="jwins", description="Communication-efficient decentralized learning.")
+    parser.add_argument("--version", action="version", version=f"jwins {__version__}")
     sub = parser.add_subparsers(dest="command", required=False)
     p_run = sub.add_parser("run", help="run one experiment (default: digits, 16 nodes, full sharing)")
     _add_config_args(p_run)
@@ -149,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except JwinsError as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
+from . import registry
 from .config import Config
 from .errors import ConfigError
 
@@ -35,11 +36,13 @@ def parse_sweeps(specs: list[str], algorithms: list[str]) -> dict[str, list[list
         if ":" not in spec or "=" not in spec:
             raise ConfigError(f"--sweep {spec!r} must look like ALGORITHM:section.key=v1,v2,... "
                               "e.g. choco:sharing.gamma=0.05,0.1,0.2")
-        algorithm, assignment = spec.split(":", 1)
+        head, _, values = spec.partition("=")
+        # the algorithm may itself be "module:attribute": it ends at the last ':' before the '='
+        algorithm, _, key = head.rpartition(":")
+        algorithm = registry.SHARING.canonical(algorithm) or algorithm
         if algorithm not in algorithms:
             raise ConfigError(f"--sweep {spec!r} names {algorithm!r}, which is not among --algorithms "
                               f"{','.join(algorithms)}")
-        key, values = assignment.split("=", 1)
         items = _split_values(values)
         if not items:
             raise ConfigError(f"--sweep {spec!r} lists no values")
@@ -80,18 +83,18 @@ def _dirname(algorithm: str, overrides: list[str]) -> str:
 
 
 def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), target: float | None = None,
-            out: str | Path | None = None, quiet: bool = True) -> Comparison:
+            out: str | Path | None = None, quiet: bool = True, overwrite: bool = False) -> Comparison:
     """Run every algorithm (and its sweep) from ``base``, then tabulate them against full sharing."""
-    from . import report
+    from . import plots, report, rundir
     from .experiment import run
 
-    unknown = [a for a in algorithms if a not in config_mod.ALGORITHMS]
-    if unknown:
-        raise ConfigError(f"--algorithms: {unknown[0]!r} is not an algorithm; choose from "
-                          f"{', '.join(config_mod.ALGORITHMS)}")
+    try:
+        algorithms = [registry.SHARING.check(a) for a in algorithms]
+    except ConfigError as e:
+        raise ConfigError(f"--algorithms: {e}") from None
     plan = parse_sweeps(list(sweeps), algorithms)
-    root = Path(out or base.out or Path("runs") / f"compare-{base.data.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    root.mkdir(parents=True, exist_ok=True)
+    default = rundir.default_path("compare", base.data.name, time.time())
+    root = rundir.claim(out or default, {}, overwrite=overwrite, exclusive=not out)
     sweep_log: list[dict[str, Any]] = []
     best: dict[str, tuple[float, Path, str]] = {}
     for algorithm in algorithms:
@@ -117,7 +120,7 @@ def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), targ
     (root / "compare.json").write_text(json.dumps({"target": target, "rows": rows, "sweep": sweep_log}, indent=2,
                                                   default=str) + "\n")
     (root / "compare.md").write_text(report.markdown_table(rows) + "\n")
-    report.plot_runs([r.dir for r in runs], root / "plots", labels=[r.label for r in runs],
-                     title=f"{base.data.name}, {base.nodes} nodes")
+    plots.plot_runs([r.dir for r in runs], root / "plots", labels=[r.label for r in runs],
+                    title=f"{base.data.name}, {base.nodes} nodes")
     return Comparison(root, rows, {a: p for a, (_, p, _) in best.items()}, sweep_log, target)
 

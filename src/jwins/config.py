@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import registry
 from .errors import ConfigError
 
 try:
@@ -22,19 +23,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "femnist", "shakespeare", "movielens",
-            "celeba")
 PARTITIONS = ("iid", "shards", "dirichlet", "natural")
-TOPOLOGIES = ("ring", "regular", "torus", "small-world", "erdos-renyi", "full", "file")
-MODELS = ("auto", "small-cnn", "lenet", "leaf-cnn", "celeba-cnn", "char-lstm", "mf")
-ALGORITHMS = ("full", "subsample", "topk", "choco", "jwins", "local")
 TRANSFORMS = ("wavelet", "identity")
 COMPRESSORS = ("topk", "randomk")
-INDEX_CODECS = ("elias-gamma", "rice", "bitmap", "auto")
-VALUE_CODECS = ("float32", "fpzip", "float16", "bfloat16")
 ENGINES = ("local", "distributed")
 TRAINING = ("loop", "vmap")
-NEEDS_RELIABLE_LINKS = ("choco",)  # algorithms whose state stays exact only if every message arrives
 
 
 def _choice(section: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -47,17 +40,33 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _name(section: Any, key: str, names: registry.Registry) -> None:
+    """Check a field that names a part against its registry; store the canonical spelling."""
+    object.__setattr__(section, key, names.check(getattr(section, key)))
+
+
+def _selectable(names: registry.Registry) -> tuple[str, ...]:
+    return tuple(n for n in names.names() if names.entry(n).info.get("config", True))
+
+
+def reliable_links(algorithm: str) -> bool:
+    """Whether a registered sharing algorithm keeps exact state only if every message arrives."""
+    canonical = registry.SHARING.canonical(algorithm)
+    return bool(canonical and registry.SHARING.entry(canonical).info.get("reliable_links"))
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"          # dataset; see DATASETS
+    name: str = "digits"          # a registered dataset (jwins data list) or "package.module:attribute"
     root: str = ""                # directory of the dataset files; "" = $JWINS_DATA, then standard places
     partition: str = "shards"     # iid | shards (sort by label, deal k shards) | dirichlet | natural
     shards_per_node: int = 2      # k of the k-shard partition
     dirichlet_alpha: float = 0.5  # concentration of the Dirichlet partition (small = more skewed)
     max_samples: int = 0          # truncate train and test sets (quick runs); 0 = all
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset's loader
 
     def __post_init__(self) -> None:
-        _choice("data.", "name", self.name, DATASETS)
+        _name(self, "name", registry.DATASETS)
         _choice("data.", "partition", self.partition, PARTITIONS)
         _check(self.shards_per_node >= 1, f"data.shards_per_node = {self.shards_per_node} must be >= 1")
         _check(self.dirichlet_alpha > 0, f"data.dirichlet_alpha = {self.dirichlet_alpha} must be > 0")
@@ -66,13 +75,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TopologyConfig:
-    kind: str = "regular"         # ring | regular | torus | small-world | erdos-renyi | full | file
+    kind: str = "regular"         # ring | regular | torus | small-world | erdos-renyi | full | file | "module:attr"
     degree: int = 4               # for regular and small-world
     probability: float = 0.1      # edge probability (erdos-renyi) or rewiring probability (small-world)
     path: str = ""                # edge-list file for kind = "file" (first line N, then "u v" per line)
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the topology's factory
 
     def __post_init__(self) -> None:
-        _choice("topology.", "kind", self.kind, TOPOLOGIES)
+        _name(self, "kind", registry.TOPOLOGIES)
         _check(self.degree >= 1, f"topology.degree = {self.degree} must be >= 1")
         _check(0 < self.probability <= 1, f"topology.probability = {self.probability} must be in (0, 1]")
         _check(self.kind != "file" or bool(self.path),
@@ -81,12 +91,14 @@ class TopologyConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "auto"            # "auto" = the field's standard model for the dataset
+    name: str = "auto"            # "auto" (the dataset's standard model), a registered model or "module:attr"
     same_init: bool = True        # all nodes start from the same seeded model (standard in the field)
     mf_dim: int = 20              # embedding dimension of matrix factorisation (MovieLens)
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the model's factory
 
     def __post_init__(self) -> None:
-        _choice("model.", "name", self.name, MODELS)
+        if self.name != "auto":
+            _name(self, "name", registry.MODELS)
         _check(self.mf_dim >= 1, f"model.mf_dim = {self.mf_dim} must be >= 1")
 
 
@@ -110,7 +122,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SharingConfig:
-    algorithm: str = "full"       # full | subsample | topk | choco | jwins | local (no communication)
+    algorithm: str = "full"       # full | subsample | topk | choco | jwins | local | "package.module:attribute"
     alpha: float = 0.1            # fraction of coefficients sent (subsample, topk, choco)
     alphas: tuple[float, ...] = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)  # jwins: alpha drawn each round
     transform: str = "wavelet"    # jwins: wavelet | identity (the paper's ablation)
@@ -122,9 +134,10 @@ class SharingConfig:
     selection: str = "change"     # topk, jwins: rank by accumulated change, or by value (ablation)
     gamma: float = 0.5            # choco: consensus step size
     compressor: str = "topk"      # choco: topk | randomk
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the algorithm's factory
 
     def __post_init__(self) -> None:
-        _choice("sharing.", "algorithm", self.algorithm, ALGORITHMS)
+        _name(self, "algorithm", registry.SHARING)
         _check(0 < self.alpha <= 1, f"sharing.alpha = {self.alpha} must be in (0, 1]")
         _check(len(self.alphas) > 0 and all(0 < a <= 1 for a in self.alphas),
                f"sharing.alphas = {list(self.alphas)} must be a non-empty list of fractions in (0, 1]")
@@ -148,8 +161,8 @@ class WireConfig:
     value_codec: str = "fpzip"        # float32 | fpzip (lossless) | float16 | bfloat16 (lossy)
 
     def __post_init__(self) -> None:
-        _choice("wire.", "index_codec", self.index_codec, INDEX_CODECS)
-        _choice("wire.", "value_codec", self.value_codec, VALUE_CODECS)
+        _choice("wire.", "index_codec", self.index_codec, _selectable(registry.INDEX_CODECS))
+        _choice("wire.", "value_codec", self.value_codec, _selectable(registry.VALUE_CODECS))
 
 
 @dataclass(frozen=True)
@@ -221,7 +234,9 @@ class Config:
     seed: int = 0
     nodes: int = 16
     rounds: int = 100
-    out: str = ""                 # run directory; "" = runs/<algorithm>-<dataset>-<time>
+    # folders searched for "module:attribute" parts: the config file's own is added when it is read (where the
+    # run happens, not what it computes: not compared)
+    import_paths: tuple[str, ...] = field(default=(), compare=False)
     data: DataConfig = field(default_factory=DataConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -250,7 +265,7 @@ class Config:
             _check(self.nodes >= 2 or topo.kind == "full",
                    f"nodes = {self.nodes}: sharing needs at least 2 nodes (or use sharing.algorithm = 'local')")
         _check(self.eval.nodes <= self.nodes, f"eval.nodes = {self.eval.nodes} must be <= nodes = {self.nodes}")
-        if self.sharing.algorithm in NEEDS_RELIABLE_LINKS:
+        if reliable_links(self.sharing.algorithm):
             for key, value in (("message_loss", self.faults.message_loss), ("offline", self.faults.offline)):
                 _check(not value, f"faults.{key} = {value:g} cannot be used with sharing.algorithm = "
                                   f"{self.sharing.algorithm!r}: its copies of the neighbours' models go out of step "
@@ -258,6 +273,29 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def ignored(config: Config) -> list[str]:
+    """One line per setting given a non-default value that the chosen parts do not read (e.g.
+    ``sharing.alphas`` with ``full``): a registered part reads the section keys its registration lists; a
+    ``module:attribute`` part reads only its ``options``."""
+    lines = []
+    for section, field_name, names in (("sharing", "algorithm", registry.SHARING),
+                                       ("topology", "kind", registry.TOPOLOGIES), ("model", "name", registry.MODELS)):
+        values = getattr(config, section)
+        name = getattr(values, field_name)
+        if section == "model" and name == "auto":
+            continue  # the dataset decides the model; its keys are not known before it loads
+        canonical = names.canonical(name)
+        reads = set(names.entry(canonical).info.get("keys", ())) if canonical else set()
+        default = type(values)()
+        for f in dataclasses.fields(values):
+            if f.name in (field_name, "options", "same_init") or f.name in reads:
+                continue
+            if getattr(values, f.name) != getattr(default, f.name):
+                lines.append(f"{section}.{f.name} = {getattr(values, f.name)!r} is ignored: {section}.{field_name} "
+                             f"= {name!r} does not use it")
+    return lines
 
 
 class _Raw(str):
@@ -279,6 +317,10 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} = {value!r} must be a list, e.g. {key}=[0.1,0.2]")
         return tuple(_coerce(v, item, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} is a table of options; set its keys, e.g. {key}.<name>=...")
+        return {str(k): _option(v, f"{key}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise AssertionError("union config fields are not supported")
     if kind is bool:
@@ -300,6 +342,19 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r} must be a string")
         return value
     raise AssertionError(f"unsupported config type {kind}")
+
+
+def _option(value: Any, key: str) -> Any:
+    """A value of an ``options`` table: any TOML value (a string typed on the command line is parsed)."""
+    if isinstance(value, _Raw):
+        value = _parse_literal(value)
+    if isinstance(value, dict):
+        return {str(k): _option(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_option(v, key) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"{key} = {value!r}: options hold numbers, strings, booleans, lists and tables only")
 
 
 def _parse_literal(text: str) -> Any:
@@ -339,6 +394,8 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 
 def from_dict(values: dict[str, Any]) -> Config:
+    values = dict(values)
+    values.pop("out", None)  # run directories written before the config stopped naming its own output
     return _build(Config, values, "")
 
 
@@ -390,6 +447,11 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     ``[0.1,0.2]`` and strings may be bare words.
     """
     tree: dict[str, Any] = read_file(path) if path else {}
+    if path:  # "module:attribute" parts may live beside the config file
+        folder = Path(path).resolve()
+        folder = str(folder if folder.is_dir() else folder.parent)
+        paths = list(tree.get("import_paths", []) or [])
+        tree["import_paths"] = paths + ([folder] if folder not in paths else [])
     _apply(tree, overrides)
     for key, value in values.items():
         if value is not None:

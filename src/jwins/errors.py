@@ -27,3 +27,7 @@ class CheckpointError(JwinsError):
 
 class PeerError(JwinsError):
     """A peer process stopped answering or died."""
+
+
+class RunDirError(JwinsError):
+    """A run directory cannot be used as asked (not empty, a file, not writable)."""

@@ -11,7 +11,7 @@ with torch's default initialisers from the global torch generator; seed it (or r
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +34,6 @@ __all__ = [
     "celeba_cnn",
     "char_lstm",
     "matrix_factorization",
-    "MODELS",
-    "AUTO",
-    "build_model",
     "num_parameters",
 ]
 
@@ -254,57 +251,9 @@ class MatrixFactorization(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------- factories
-
-
-def small_cnn(in_channels: int = 1, image_size: int | Sequence[int] = 28, num_classes: int = 10) -> nn.Module:
-    return SmallCNN(in_channels, image_size, num_classes)
-
-
-def lenet(num_classes: int = 10, *, in_channels: int = 3, image_size: int | Sequence[int] = 32) -> nn.Module:
-    return LeNet(num_classes, in_channels=in_channels, image_size=image_size)
-
-
-def leaf_cnn(num_classes: int = 62, *, in_channels: int = 1, image_size: int | Sequence[int] = 28) -> nn.Module:
-    return LeafCNN(num_classes, in_channels=in_channels, image_size=image_size)
-
-
-def celeba_cnn(num_classes: int = 2, *, in_channels: int = 3, image_size: int | Sequence[int] = 84) -> nn.Module:
-    return CelebaCNN(num_classes, in_channels=in_channels, image_size=image_size)
-
-
-def char_lstm(vocab_size: int = 80, embedding_dim: int = 8, hidden: int = 256, layers: int = 2) -> nn.Module:
-    return CharLSTM(vocab_size, embedding_dim, hidden, layers)
-
-
-def matrix_factorization(num_users: int, num_items: int, dim: int = 20, *, global_bias: float = 0.0) -> nn.Module:
-    return MatrixFactorization(num_users, num_items, dim, global_bias=global_bias)
-
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "small-cnn": small_cnn,
-    "lenet": lenet,
-    "leaf-cnn": leaf_cnn,
-    "celeba-cnn": celeba_cnn,
-    "char-lstm": char_lstm,
-    "mf": matrix_factorization,
-}
-
-#: The model ``build_model("auto", ...)`` picks for each dataset.
-AUTO: dict[str, str] = {
-    "digits": "small-cnn",
-    "mnist": "small-cnn",
-    "fashion-mnist": "small-cnn",
-    "cifar10": "lenet",
-    "cifar100": "lenet",
-    "femnist": "leaf-cnn",
-    "celeba": "celeba-cnn",
-    "shakespeare": "char-lstm",
-    "movielens": "mf",
-}
-
-
-def _key(s: str) -> str:
-    return str(s).strip().lower().replace("_", "-")
+# Registered in jwins.registry.MODELS. A model factory is called with the dataset's metadata it names
+# (``num_classes``, ``input_shape``, and ``Dataset.meta`` entries such as ``vocab_size`` or ``num_users``) and
+# the ``[model.options]`` table; it returns an ``nn.Module`` whose state is all in parameters.
 
 
 def _image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, tuple[int, int]]:
@@ -317,54 +266,36 @@ def _image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, tuple[int,
     if len(shape) == 1 and math.isqrt(shape[0]) ** 2 == shape[0]:
         side = math.isqrt(shape[0])
         return 1, (side, side)
-    raise ConfigError(f"model {name!r} needs an image input_shape (C, H, W), got {input_shape!r}")
+    raise ConfigError(f"model {name!r} needs an image input_shape (C, H, W), got {tuple(input_shape)!r}")
 
 
-def build_model(
-    name: str,
-    *,
-    dataset: str,
-    input_shape: Sequence[int],
-    num_classes: int,
-    meta: dict[str, Any] | None = None,
-) -> nn.Module:
-    """Build model ``name`` (a key of :data:`MODELS`, or ``"auto"`` for :data:`AUTO` ``[dataset]``).
+def small_cnn(*, num_classes: int = 10, input_shape: Sequence[int] = (1, 28, 28)) -> nn.Module:
+    channels, hw = _image_shape("small-cnn", input_shape)
+    return SmallCNN(channels, hw, num_classes)
 
-    ``input_shape`` is one sample's shape (``(C, H, W)`` for images). ``meta`` supplies what the shape cannot:
-    ``vocab_size`` (char-lstm; defaults to ``num_classes``), ``num_users`` / ``num_items`` / ``mf_dim`` /
-    ``mean_rating`` (mf), and optionally ``embedding_dim`` / ``hidden`` / ``layers`` (char-lstm).
-    """
-    meta = dict(meta or {})
-    key = _key(name)
-    if key == "auto":
-        ds = _key(dataset)
-        if ds not in AUTO:
-            raise ConfigError(
-                f"no automatic model for dataset {dataset!r}; name a model ({', '.join(MODELS)}) "
-                f"or use one of the datasets {', '.join(AUTO)}"
-            )
-        key = AUTO[ds]
-    if key not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; valid names: auto, {', '.join(MODELS)}")
 
-    if key in ("small-cnn", "lenet", "leaf-cnn", "celeba-cnn"):
-        channels, hw = _image_shape(key, input_shape)
-        if key == "small-cnn":
-            return small_cnn(channels, hw, num_classes)
-        return MODELS[key](num_classes, in_channels=channels, image_size=hw)
-    if key == "char-lstm":
-        kw = {k: int(meta[k]) for k in ("embedding_dim", "hidden", "layers") if k in meta}
-        return char_lstm(int(meta.get("vocab_size", num_classes)), **kw)
-    # mf
-    missing = [k for k in ("num_users", "num_items") if k not in meta]
-    if missing:
-        raise ConfigError(f"model 'mf' needs meta keys {', '.join(missing)} (the dataset should provide them)")
-    return matrix_factorization(
-        int(meta["num_users"]),
-        int(meta["num_items"]),
-        int(meta.get("mf_dim", 20)),
-        global_bias=float(meta.get("mean_rating", 0.0)),
-    )
+def lenet(*, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
+    channels, hw = _image_shape("lenet", input_shape)
+    return LeNet(num_classes, in_channels=channels, image_size=hw)
+
+
+def leaf_cnn(*, num_classes: int = 62, input_shape: Sequence[int] = (1, 28, 28)) -> nn.Module:
+    channels, hw = _image_shape("leaf-cnn", input_shape)
+    return LeafCNN(num_classes, in_channels=channels, image_size=hw)
+
+
+def celeba_cnn(*, num_classes: int = 2, input_shape: Sequence[int] = (3, 84, 84)) -> nn.Module:
+    channels, hw = _image_shape("celeba-cnn", input_shape)
+    return CelebaCNN(num_classes, in_channels=channels, image_size=hw)
+
+
+def char_lstm(*, vocab_size: int = 80, embedding_dim: int = 8, hidden: int = 256, layers: int = 2) -> nn.Module:
+    return CharLSTM(vocab_size, embedding_dim, hidden, layers)
+
+
+def matrix_factorization(*, num_users: int, num_items: int, mf_dim: int = 20, mean_rating: float = 0.0
+                         ) -> nn.Module:
+    return MatrixFactorization(num_users, num_items, mf_dim, global_bias=mean_rating)
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -10,9 +10,6 @@ import zlib
 import numpy as np
 import torch
 
-PURPOSES = ("init", "batches", "sharing", "partition", "topology", "faults", "eval", "split")
-
-
 def _purpose_id(purpose: str) -> int:
     return zlib.crc32(purpose.encode())
 

@@ -14,7 +14,8 @@ import operator
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Iterable
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -32,9 +33,8 @@ __all__ = [
     "full",
     "from_edge_list",
     "write_edge_list",
-    "TOPOLOGIES",
+    "as_graph",
     "build",
-    "resample",
     "check_connected",
     "metropolis_hastings",
     "spectral_gap",
@@ -452,59 +452,43 @@ def write_edge_list(graph: Graph, path: str | os.PathLike) -> None:
 
 # ----------------------------------------------------------------------------------------------------- dispatch
 
-TOPOLOGIES: dict[str, Callable[..., Graph]] = {
-    "ring": ring,
-    "regular": regular,
-    "torus": torus,
-    "small-world": small_world,
-    "erdos-renyi": erdos_renyi,
-    "full": full,
-    "file": from_edge_list,
-}
 
+def build(kind: str, num_nodes: int, *, seed: int = 0, options: dict[str, Any] | None = None,
+          search: tuple[str, ...] = (), **keys: Any) -> Graph:
+    """The connected graph of ``kind``: a name registered in :data:`jwins.registry.TOPOLOGIES` (``_`` is
+    accepted for ``-``) or ``"package.module:attribute"``. The factory gets ``num_nodes`` (also as ``n``) and
+    ``seed`` if it takes them, a built-in the ``[topology]`` keys it reads among ``keys`` (degree,
+    probability, path), and the ``options``."""
+    from .registry import TOPOLOGIES, call
 
-def build(
-    kind: str,
-    num_nodes: int,
-    *,
-    degree: int = 4,
-    probability: float = 0.1,
-    path: str = "",
-    seed: int = 0,
-) -> Graph:
-    """Build the topology named ``kind`` (a key of :data:`TOPOLOGIES`; ``_`` is accepted for ``-``) and check
-    that it is connected. Arguments a kind does not use are ignored."""
-    key = str(kind).strip().lower().replace("_", "-")
-    if key not in TOPOLOGIES:
-        raise TopologyError(f"unknown topology {kind!r}; valid kinds: {', '.join(TOPOLOGIES)}")
-    if key == "ring":
-        g = ring(num_nodes)
-    elif key == "full":
-        g = full(num_nodes)
-    elif key == "torus":
-        g = torus(num_nodes)
-    elif key == "regular":
-        g = regular(num_nodes, degree, seed=seed)
-    elif key == "small-world":
-        g = small_world(num_nodes, degree, probability=probability, seed=seed)
-    elif key == "erdos-renyi":
-        g = erdos_renyi(num_nodes, probability=probability, seed=seed)
-    else:  # file
-        if not path:
-            raise TopologyError("topology 'file' needs a path to an edge-list file (first line N, then 'u v' lines)")
-        g = from_edge_list(path, num_nodes=num_nodes)
+    factory = TOPOLOGIES.load(kind, search)
+    canonical = TOPOLOGIES.canonical(kind)
+    reads = TOPOLOGIES.entry(canonical).info.get("keys", ()) if canonical else ()
+    if canonical == "file" and not keys.get("path"):
+        raise TopologyError("topology 'file' needs a path to an edge-list file (first line N, then 'u v' lines)")
+    offered = {"num_nodes": num_nodes, "n": num_nodes, "seed": seed, **{k: v for k, v in keys.items() if k in reads}}
+    g = as_graph(call(factory, key="topology.kind", options=options or {}, offered=offered), num_nodes)
     check_connected(g)
     return g
 
 
-def resample(kind: str, num_nodes: int, round: int, **kw: Any) -> Graph:  # noqa: A002 (name from the spec)
-    """The topology for ``round`` when the graph is re-drawn every round: :func:`build` with a seed derived
-    from ``(seed, round)``. Deterministic kinds (ring, torus, full, file) give the same graph every round."""
-    seed = _check_seed(kw.pop("seed", 0))
-    r = operator.index(round)
-    if r < 0:
-        raise TopologyError(f"round must be >= 0, got {r}")
-    return build(kind, num_nodes, seed=_derived_seed(seed, 1 << 20, r), **kw)
+def as_graph(graph: Any, num_nodes: int) -> Graph:
+    """A :class:`Graph` from a Graph, a networkx graph or an iterable of ``(u, v)`` edges on ``num_nodes``."""
+    if isinstance(graph, Graph):
+        g = graph
+    elif isinstance(graph, nx.Graph):
+        g = Graph.from_networkx(graph)
+    elif isinstance(graph, Iterable) and not isinstance(graph, (str, bytes)):
+        try:
+            g = Graph.from_edges(num_nodes, [tuple(e) for e in graph])
+        except (TypeError, ValueError) as e:
+            raise TopologyError(f"not a list of (u, v) edges: {e}") from None
+    else:
+        raise TopologyError(f"a topology is a networkx graph, a jwins.topology.Graph or a list of (u, v) edges, "
+                            f"not a {type(graph).__name__}")
+    if g.num_nodes != num_nodes:
+        raise TopologyError(f"the graph has {g.num_nodes} nodes but nodes = {num_nodes}; they must match")
+    return g
 
 
 # ----------------------------------------------------------------------------------------------------- weights

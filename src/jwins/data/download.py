@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
-from .datasets import DATASETS, canonical_name
+from ..registry import DATASETS
+from .files import candidate_roots
 
 __all__ = ["Remote", "SOURCES", "download", "instructions"]
 
@@ -140,12 +141,18 @@ data.root: DIR or JWINS_DATA=DIR).  Decoding the images needs Pillow: pip instal
 }
 
 
+def _canonical(name: str) -> str:
+    from . import canonical_name  # jwins.data imports this module; it is complete by the time this runs
+
+    return canonical_name(name)
+
+
 def instructions(name: str) -> str:
     """How to obtain ``name`` by hand (the LEAF steps for femnist / celeba)."""
-    name = canonical_name(name)
+    name = _canonical(name)
     if name in _LEAF_STEPS:
         return _LEAF_STEPS[name]
-    from .datasets import how_to_get
+    from . import how_to_get
 
     return how_to_get(name)
 
@@ -371,7 +378,7 @@ def _get(remote: Remote, dest: Path, progress: bool) -> None:
 def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Path:
     """Fetch dataset ``name`` into ``root/<name>`` (or ``root`` itself if it is named ``<name>``); return it.
 
-    ``name`` is one of :data:`jwins.data.DATASETS`, or a MovieLens release (``ml-latest-small`` -- the one
+    ``name`` is one of the built-in :data:`jwins.data.DATASETS`, or a MovieLens release (``ml-latest-small`` -- the one
     ``movielens`` gets --, ``ml-100k``, ``ml-1m``), fetched into ``root/movielens/<release>``.  Files already
     present and valid are not fetched again.  Raises :class:`DataError` when a download fails, a checksum does
     not match, an archive is unsafe, or the dataset cannot be downloaded (femnist, celeba: the message, also
@@ -381,15 +388,16 @@ def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Pa
     if key in MOVIELENS_VARIANTS:
         name, remotes = "movielens", (MOVIELENS_VARIANTS[key],)
     else:
-        name = canonical_name(name)
+        name = _canonical(name)
         if name == "digits":
-            from .datasets import candidate_roots
-
             return candidate_roots("digits")[0]  # ships with scikit-learn
         if name in _LEAF_STEPS:
             print(_LEAF_STEPS[name], file=sys.stderr)
             raise DataError(f"{name} cannot be downloaded ready-made; it is built by LEAF's scripts:\n"
                             + _LEAF_STEPS[name])
+        if name not in SOURCES:  # a dataset registered by a user
+            how = instructions(name)
+            raise DataError(f"dataset {name!r} is not one jwins can download" + (f"; to get it: {how}" if how else ""))
         remotes = SOURCES[name]
     root = Path(root).expanduser()
     dest = root if root.name == name else root / name  # "--root ~/data/mnist" means that folder itself
@@ -399,4 +407,11 @@ def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Pa
     return dest
 
 
-assert set(SOURCES) | set(_LEAF_STEPS) | {"digits"} == set(DATASETS)
+def _builtin_datasets() -> set[str]:
+    """The datasets jwins registers itself (a user may add others, or register one of these names again)."""
+    return {n for n in DATASETS.names()
+            if isinstance(DATASETS.entry(n).target, str) and DATASETS.entry(n).target.startswith("jwins.data.")}
+
+
+# Every built-in dataset has a way to get it here, and every way here is for a registered dataset.
+assert _builtin_datasets() <= set(SOURCES) | set(_LEAF_STEPS) | {"digits"} <= set(DATASETS.names())

@@ -33,21 +33,15 @@ with an error that names the same rank. Rank 0 has written ``metrics.jsonl`` up 
 Launch
 ------
 * one machine: ``torchrun --nproc-per-node K -m jwins run CONFIG --set engine.kind=distributed``, or simply
-  ``jwins run CONFIG --set engine.workers=K`` (:func:`launch_local_workers` starts the K ranks);
+  ``jwins run CONFIG --set engine.workers=K`` (:mod:`jwins.launch` starts and supervises the K ranks);
 * several machines: the same torchrun command on each with ``--nnodes M --node-rank I --rdzv-backend c10d
   --rdzv-endpoint HOST:PORT`` (see the README).
-
-Test hook (harmless unless set): ``JWINS_TEST_EXIT_AFTER_ROUND=R`` makes rank ``JWINS_TEST_EXIT_RANK`` (default
-1) exit with status 17 (or, with ``JWINS_TEST_FAULT=hang``, stop answering) after completing R rounds.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -136,6 +130,7 @@ class DistributedEngine:
     the ranks check at start-up that they all run the same configuration.
     """
 
+    trusted = False           # peers' bytes are decoded as untrusted (the isolated decoders)
     _instances = 0            # engines made in this process: each gets its own tags
     _created_group = False    # this module initialised the default process group
     _gloo_group = None        # the gloo group made when the default group is not gloo (e.g. NCCL)
@@ -259,7 +254,9 @@ class DistributedEngine:
         if not finished:
             self._peer_failed(waiter.peer, what, None)
 
-    def _flush_pending(self) -> None:
+    def flush(self) -> None:
+        """Wait until the results this rank sent to rank 0 in earlier rounds were taken (a peer that does not
+        take them in time is a PeerError)."""
         pending, self._pending = self._pending, []
         deadline = time.monotonic() + self.timeout
         for peer, what, work, _tensor, round1 in pending:
@@ -412,7 +409,6 @@ class DistributedEngine:
 
         dist = self._dist
         self._round1 = round + 1
-        _test_fault(self, round)
         hosted = set(self.nodes)
         foreign = [s for s in outgoing if s not in hosted]
         if foreign:
@@ -457,7 +453,7 @@ class DistributedEngine:
         # that waits on that one directly the time to time out and tell us who it is.
         self._wait(self._post(ops, what), what, time.monotonic() + self.timeout + min(self.timeout, 5.0))
         # the previous round's gather sends are surely taken by now; reap them
-        self._flush_pending()
+        self.flush()
 
         received: dict[int, bytes] = {}
         for p, senders in plan.recv.items():
@@ -504,10 +500,6 @@ class DistributedEngine:
         self._wait(works, what)
         return np.concatenate([values] + [bufs[p].numpy() for p in self._peers()], axis=0)
 
-    def barrier(self) -> None:
-        """Every rank waits until all have arrived (through rank 0)."""
-        self.agree(False)
-
     def agree(self, flag: bool) -> bool:
         """Whether any rank passed True; every rank gets the same answer (through rank 0). Used at the end of
         every round so that a Ctrl-C seen by some ranks stops all of them after the same round."""
@@ -516,7 +508,7 @@ class DistributedEngine:
         dist = self._dist
         if self.world_size == 1:
             return bool(flag)
-        self._flush_pending()
+        self.flush()
         what = "agreeing on the end of the round"
         if self.rank == 0:
             bufs = {p: torch.zeros(1, dtype=torch.int64) for p in self._peers()}
@@ -590,7 +582,7 @@ class DistributedEngine:
         dist = self._dist
         if self.world_size == 1:
             return
-        self._flush_pending()
+        self.flush()
         what = "finishing the run"
         done = torch.tensor([_DONE, self.rank, self._round1, 0], dtype=torch.int64)
         sends = []
@@ -625,160 +617,5 @@ def _fingerprint(num_nodes: int, config: Any) -> bytes:
         from .. import config as config_mod
 
         tree = config_mod.to_dict(config)
-        data.update({k: v for k, v in tree.items() if k not in ("engine", "out", "checkpoint")})
+        data.update({k: v for k, v in tree.items() if k not in ("engine", "checkpoint", "import_paths")})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()
-
-
-def _test_fault(engine: DistributedEngine, round: int) -> None:
-    """Test-only: JWINS_TEST_EXIT_AFTER_ROUND=R makes rank JWINS_TEST_EXIT_RANK (default 1) die (or hang, with
-    JWINS_TEST_FAULT=hang; or get a SIGINT, with JWINS_TEST_FAULT=interrupt) after completing R rounds. Does
-    nothing unless the variable is set."""
-    after = os.environ.get("JWINS_TEST_EXIT_AFTER_ROUND")
-    if after is None or round != int(after) or engine.rank != int(os.environ.get("JWINS_TEST_EXIT_RANK", "1")):
-        return
-    engine._flush_pending()   # round R's results have reached rank 0
-    if os.environ.get("JWINS_TEST_FAULT", "exit") == "interrupt":  # Ctrl-C reaching this rank only
-        os.kill(os.getpid(), signal.SIGINT)
-        return
-    if os.environ.get("JWINS_TEST_FAULT", "exit") == "hang":
-        while True:
-            time.sleep(3600)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(17)
-
-
-# --------------------------------------------------------------------------------------- local launcher
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def needs_local_launch(config: Any) -> bool:
-    """For ``jwins run``: whether this process should start ``engine.workers`` local ranks itself (it is not
-    one of the ranks already). Refuses torchrun ranks asked to run the local engine, which would each run the
-    whole experiment and write the same run directory."""
-    if "RANK" in os.environ:
-        if config.engine.kind == "local" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(f"this is rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} (started by "
-                              "torchrun) but engine.kind = 'local'; add --set engine.kind=distributed")
-        return False
-    return config.engine.workers > 1
-
-
-def rank_argv(args: Any) -> list[str]:
-    """The ``jwins run`` arguments each local rank runs, rebuilt from the parsed command line ``args``: the
-    config file, every ``--set`` and short flag (as ``--set``), and the flags that are not config."""
-    from ..cli import SHORT_FLAGS, _quote
-
-    argv = ["run"]
-    resume = getattr(args, "resume", None)
-    if resume:
-        argv += ["--resume", str(resume)]
-    elif getattr(args, "config", None):
-        argv.append(str(args.config))
-    for item in getattr(args, "overrides", []) or []:
-        argv += ["--set", item]
-    for flag, key in SHORT_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            argv += ["--set", f"{key}={value}" if not isinstance(value, str) else f"{key}={_quote(value)}"]
-    if getattr(args, "quiet", False):
-        argv.append("--quiet")
-    if getattr(args, "no_plots", False):
-        argv.append("--no-plots")
-    return argv
-
-
-def launch_local_workers(argv: list[str], workers: int, *, timeout: float = 60.0,
-                         env: dict[str, str] | None = None) -> int:
-    """Start ``workers`` ranks on this machine, each running ``python -m jwins *argv --set
-    engine.kind=distributed`` with the torch.distributed environment (127.0.0.1, a free port); wait for them.
-
-    Returns 0 when every rank succeeded. If one fails, the others get ``timeout`` + 5 s to stop by themselves
-    (they do, with a PeerError) before they are terminated; then a JwinsError names the rank that failed
-    first. Rank 0 prints the summary and draws the progress bar; all ranks' errors reach stderr.
-    """
-    if workers < 1:
-        raise ConfigError(f"engine.workers = {workers} must be >= 1")
-    base = dict(os.environ if env is None else env)
-    base.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(workers),
-                LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", ROLE_RANK="0", ROLE_WORLD_SIZE=str(workers))
-    if "OMP_NUM_THREADS" not in base:   # K ranks on C cores: C // K threads each, as torchrun would (1)
-        base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    cmd = [sys.executable, "-m", "jwins", *argv, "--set", "engine.kind=distributed"]
-    procs: list[subprocess.Popen] = []
-    try:
-        for r in range(workers):
-            procs.append(subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r),
-                                                    "ROLE_RANK": str(r)}))
-        return _supervise(procs, timeout)
-    except KeyboardInterrupt:
-        # the ranks got the same Ctrl-C (same process group): let them stop after their round
-        _stop(procs, grace=timeout + 5)
-        raise
-    finally:
-        _stop(procs, grace=0)
-
-
-def _supervise(procs: list[subprocess.Popen], timeout: float) -> int:
-    failed: list[tuple[int, int]] = []   # (rank, status) in the order seen
-    deadline = None
-    while True:
-        running = False
-        for r, p in enumerate(procs):
-            code = p.poll()
-            if code is None:
-                running = True
-            elif code != 0 and all(r != f for f, _ in failed):
-                failed.append((r, code))
-        if not running:
-            break
-        if failed and deadline is None:
-            deadline = time.monotonic() + timeout + 5
-        if deadline is not None and time.monotonic() > deadline:
-            for r, p in enumerate(procs):
-                if p.poll() is None:
-                    failed.append((r, "hung"))
-            _stop(procs, grace=0)
-            break
-        time.sleep(0.05)
-    if not failed:
-        return 0
-    if all(code == 130 for _, code in failed) and len(failed) == len(procs):
-        return 130   # Ctrl-C: every rank stopped after the same round and said how to resume
-    listed = ", ".join(f"rank {r} ({_status(c)})" for r, c in failed)
-    raise JwinsError(f"{len(failed)} of {len(procs)} local ranks failed, in this order: {listed}; "
-                     "each rank's own error is printed above")
-
-
-def _status(code: int | str) -> str:
-    if isinstance(code, str):
-        return "still running after the others had stopped; terminated"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
-def _stop(procs: list[subprocess.Popen], grace: float) -> None:
-    end = time.monotonic() + grace
-    for p in procs:
-        if p.poll() is None and grace > 0:
-            try:
-                p.wait(max(end - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                pass
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()

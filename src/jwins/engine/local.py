@@ -1,6 +1,8 @@
 """All nodes in one process: messages travel as bytes objects between in-memory inboxes."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..topology import Graph
@@ -34,12 +36,10 @@ class LocalEngine:
     def __init__(self, num_nodes: int):
         self.nodes = list(range(num_nodes))
         self.transport = LocalTransport()
+        self.started = time.time()
 
     def gather(self, values: np.ndarray) -> np.ndarray:
         return values
-
-    def barrier(self) -> None:
-        pass
 
     def agree(self, flag: bool) -> bool:
         return bool(flag)

@@ -1,13 +1,15 @@
 """The contract every sharing algorithm implements, and the fill-in averaging all of them use.
 
-A sharing algorithm serves all nodes hosted by a process at once. Its state is an explicit value (a
-NamedTuple of [N, D] tensors and per-node arrays), never hidden in attributes, so that a checkpoint is the
-state plus ``params``, and so that hosting nodes in one process or many cannot change the numbers.
+A sharing algorithm serves all nodes hosted by a process at once. Its state is an explicit value, never hidden
+in attributes: ``init`` returns it, ``prepare`` and ``merge`` take it and return the next one. The state is
+exactly what a checkpoint holds (its tensor and array fields are saved), so hosting the nodes in one process or
+many, or stopping and resuming, cannot change the numbers. What lives only from ``prepare`` to ``merge`` of one
+round (the transformed coefficients, what was sent) travels in a separate ``prepared`` value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -20,16 +22,34 @@ Inbox = dict[int, list[Message]]  # receiver's global id -> decoded messages of 
 
 
 class Sharing(Protocol):
-    """``init`` once, then every round ``prepare`` (what to send) and ``merge`` (what to do with the inbox)."""
+    """``init`` once, then every round ``prepare`` (what each hosted node sends) and ``merge`` (what each does
+    with the messages that arrived).
 
-    def init(self, params: Tensor, nodes: list[int]) -> Any: ...
+    * ``init(params, nodes)``: the first state. ``params`` is the [N, D] matrix of the hosted ``nodes``
+      (global ids, row order). The state is a NamedTuple (or None); its tensor and numpy fields are what a
+      checkpoint saves and restores, so it must hold everything that carries over between rounds.
+    * ``message_dim(dim)``: the length of the vectors on the wire for a model of ``dim`` parameters.
+    * ``prepare(state, params, round, rngs)`` -> ``(messages, state, prepared)``: one :class:`Message` per
+      hosted node that sends this round (stamped with its sender and round), in row order. ``rngs[i]`` is node
+      i's random stream for this round (a function of seed, node and round: use it, never a global generator).
+    * ``merge(state, params, inbox, mixing, prepared)`` -> ``(params, state)``: ``inbox[node]`` holds the decoded
+      messages that reached ``node`` (sorted by sender; some may be missing); ``mixing.received`` gives its
+      Metropolis-Hastings weights renormalised over them. Returns the new [N, D] parameters.
 
-    def message_dim(self, dim: int) -> int: ...  # length of the vectors on the wire for a model of ``dim``
+    Optional attributes: ``index_codec`` (a wire index codec this algorithm requires, e.g. ``"seed"``), and
+    ``reliable_links = True`` for an algorithm whose state breaks for good when a message is lost (the loop
+    then refuses ``faults.message_loss`` and ``faults.offline``).
+    """
+
+    def init(self, params: Tensor, nodes: Sequence[int]) -> Any: ...
+
+    def message_dim(self, dim: int) -> int: ...
 
     def prepare(self, state: Any, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], Any]: ...
+                ) -> tuple[list[Message], Any, Any]: ...
 
-    def merge(self, state: Any, params: Tensor, inbox: Inbox, mixing: Mixing) -> tuple[Tensor, Any]: ...
+    def merge(self, state: Any, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Any
+              ) -> tuple[Tensor, Any]: ...
 
 
 @dataclass(frozen=True)

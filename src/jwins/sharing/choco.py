@@ -10,53 +10,52 @@ The compressor is always applied: round(alpha * D) entries every round, whatever
 would leave the receiver's s_i out of step with the sender's x_hat_j for good: CHOCO-SGD assumes reliable
 links, so the configuration refuses it with ``faults.message_loss`` or ``faults.offline``.
 
-With a lossy value codec (float16, bfloat16) the quantisation is part of the compression operator: q_i is
-what the receivers decode (the codec's round trip of the selected differences), and the sender adds that,
-not the exact differences, to its own x_hat_i and s_i, so that every copy of x_hat_i stays the same.
+The compression operator is C = rounding o selection: ``rounding`` is what the wire does to the values (the
+loop passes the value codec's round trip, e.g. float16; None for a lossless codec), so q_i is exactly what the
+receivers decode, and the sender adds that, not the exact differences, to its own x_hat_i and s_i: every copy
+of x_hat_i stays the same.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..wire.codecs import VALUE_CODECS
 from ..wire.message import Message
 from .base import Inbox, Mixing, self_weights, to_numpy, weighted_sum
 from .topk import count, top_k_mask
 
 
 class ChocoState(NamedTuple):
+    """What carries over between rounds (and what a checkpoint holds)."""
+
     nodes: tuple[int, ...]
     public: Tensor        # [N, D] x_hat_i
     neighbour_sum: Tensor  # [N, D] s_i
-    # between prepare and merge of one round:
-    q: Tensor | None = None  # [N, D] this round's compressed difference (zeros where not sent)
 
 
 class Choco:
+    reliable_links = True  # a lost q_j leaves s_i out of step with x_hat_j for good
+
     def __init__(self, *, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",
-                 value_codec: str = "float32"):
+                 rounding: Callable[[np.ndarray], np.ndarray] | None = None):
         if compressor not in ("topk", "randomk"):
             raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
-        if value_codec not in VALUE_CODECS:
-            raise ValueError(f"value_codec = {value_codec!r}; choose one of {sorted(VALUE_CODECS)}")
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha = {alpha} must be a fraction in (0, 1]")
-        self.alpha, self.gamma, self.compressor = float(alpha), gamma, compressor
-        codec = VALUE_CODECS[value_codec]
-        self.lossy = None if codec.lossless else codec
+        self.alpha, self.gamma, self.compressor, self.rounding = float(alpha), gamma, compressor, rounding
 
     def message_dim(self, dim: int) -> int:
         return dim
 
-    def init(self, params: Tensor, nodes: list[int]) -> ChocoState:
+    def init(self, params: Tensor, nodes: Sequence[int]) -> ChocoState:
         return ChocoState(tuple(nodes), torch.zeros_like(params), torch.zeros_like(params))
 
     def prepare(self, state: ChocoState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], ChocoState]:
+                ) -> tuple[list[Message], ChocoState, Tensor]:
         diff = params - state.public
         n, dim = diff.shape
         k = count(self.alpha, dim)
@@ -71,31 +70,35 @@ class Choco:
         values = to_numpy(diff)
         mask_np = mask.cpu().numpy()
         messages = []
-        sent = np.zeros((n, dim), dtype=np.float32) if self.lossy is not None else None
+        sent = np.zeros((n, dim), dtype=np.float32) if self.rounding is not None else None
         for i, node in enumerate(state.nodes):
             idx = None if dense else np.flatnonzero(mask_np[i])
             v = values[i] if dense else values[i, idx]
-            if self.lossy is not None:  # q is what the receivers will decode
+            if self.rounding is not None:  # q is what the receivers will decode
                 try:
-                    v = self.lossy.decode(self.lossy.encode(v), v.shape[0])
+                    v = self.rounding(v)
                 except ValueError as exc:
-                    raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference with the "
-                                     f"{self.lossy.name} value codec: {exc}") from None
+                    raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference with "
+                                     f"this value codec: {exc}") from None
                 sent[i, slice(None) if dense else idx] = v
             messages.append(Message(node, round, dim, idx, v))
         if sent is None:
             q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
         else:
             q = torch.from_numpy(sent).to(device=diff.device, dtype=diff.dtype)
-        return messages, state._replace(public=state.public + q, q=q)
+        return messages, state._replace(public=state.public + q), q
 
-    def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing
+    def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Tensor
               ) -> tuple[Tensor, ChocoState]:
-        s = state.neighbour_sum + self_weights(inbox, mixing, params) * state.q
+        q = prepared  # this round's compressed difference (zeros where not sent)
+        s = state.neighbour_sum + self_weights(inbox, mixing, params) * q
         s = weighted_sum(s, inbox, mixing)
         new = params + self.gamma * (s - state.public)
         return new, ChocoState(state.nodes, state.public, s)
 
 
-def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk", value_codec: str = "float32") -> Choco:
-    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, value_codec=value_codec)
+def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",
+          rounding: Callable[[np.ndarray], np.ndarray] | None = None) -> Choco:
+    """CHOCO-SGD. ``rounding`` (offered by the loop: the wire value codec's round trip) completes the
+    compression operator."""
+    return Choco(alpha=alpha, gamma=gamma, compressor=compressor, rounding=rounding)

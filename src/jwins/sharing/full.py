@@ -1,8 +1,8 @@
 """D-PSGD full sharing (Lian et al. 2017): every node sends its whole model; receivers average with
-Metropolis-Hastings weights."""
+Metropolis-Hastings weights. And ``local``: no communication at all."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -11,7 +11,9 @@ from ..wire.message import Message
 from .base import Inbox, Mixing, dense_messages, fill_in_average
 
 
-class FullState(NamedTuple):
+class Nodes(NamedTuple):
+    """The state of a stateless algorithm: only which nodes it serves."""
+
     nodes: tuple[int, ...]
 
 
@@ -19,16 +21,18 @@ class Full:
     def message_dim(self, dim: int) -> int:
         return dim
 
-    def init(self, params: Tensor, nodes: list[int]) -> FullState:
+    def init(self, params: Tensor, nodes: Sequence[int]) -> Nodes:
         del params
-        return FullState(tuple(nodes))
+        return Nodes(tuple(nodes))
 
-    def prepare(self, state: FullState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], FullState]:
+    def prepare(self, state: Nodes, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], Nodes, None]:
         del rngs
-        return dense_messages(params, list(state.nodes), round), state
+        return dense_messages(params, list(state.nodes), round), state, None
 
-    def merge(self, state: FullState, params: Tensor, inbox: Inbox, mixing: Mixing) -> tuple[Tensor, FullState]:
+    def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
+              ) -> tuple[Tensor, Nodes]:
+        del prepared
         return fill_in_average(params, inbox, mixing), state
 
 
@@ -38,16 +42,18 @@ class Local:
     def message_dim(self, dim: int) -> int:
         return dim
 
-    def init(self, params: Tensor, nodes: list[int]) -> FullState:
+    def init(self, params: Tensor, nodes: Sequence[int]) -> Nodes:
         del params
-        return FullState(tuple(nodes))
+        return Nodes(tuple(nodes))
 
-    def prepare(self, state, params, round, rngs):
+    def prepare(self, state: Nodes, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], Nodes, None]:
         del params, round, rngs
-        return [], state
+        return [], state, None
 
-    def merge(self, state, params, inbox, mixing):
-        del inbox, mixing
+    def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
+              ) -> tuple[Tensor, Nodes]:
+        del inbox, mixing, prepared
         return params, state
 
 

@@ -8,14 +8,21 @@ model densely. ``transform = "identity"`` gives the paper's ablation without the
 """
 from __future__ import annotations
 
-from ..transforms import Transform, wavelet
-from .topk import PartialModel
+from typing import Sequence
+
+from ..transforms import Transform, identity, wavelet as wavelet_transform
+from .topk import TopKSelector
 
 DEFAULT_ALPHAS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
 
 
-def jwins(*, transform: Transform | None = None, alphas: tuple[float, ...] = DEFAULT_ALPHAS,
-          metadata_cap: float = 0.5, accumulation: bool = True, accumulate_averaging: bool = True,
-          selection: str = "change") -> PartialModel:
-    return PartialModel(transform=transform or wavelet("sym2", 4), alphas=alphas, metadata_cap=metadata_cap,
-                        accumulation=accumulation, accumulate_averaging=accumulate_averaging, selection=selection)
+def jwins(*, alphas: Sequence[float] = DEFAULT_ALPHAS, transform: str | Transform = "wavelet", wavelet: str = "sym2",
+          level: int = 4, metadata_cap: float = 0.5, accumulation: bool = True, accumulate_averaging: bool = True,
+          selection: str = "change") -> TopKSelector:
+    """``transform``: ``"wavelet"`` (of ``wavelet`` at ``level``), ``"identity"`` or a :class:`Transform`."""
+    if isinstance(transform, str):
+        if transform not in ("wavelet", "identity"):
+            raise ValueError(f"transform = {transform!r}; choose wavelet or identity")
+        transform = wavelet_transform(wavelet, level) if transform == "wavelet" else identity()
+    return TopKSelector(transform=transform, alphas=alphas, metadata_cap=metadata_cap, accumulation=accumulation,
+                        accumulate_averaging=accumulate_averaging, selection=selection)

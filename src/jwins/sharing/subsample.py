@@ -7,7 +7,7 @@ alpha > metadata_cap sends the whole model densely (alpha = metadata_cap still s
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Sequence
 
 import numpy as np
 from torch import Tensor
@@ -15,29 +15,28 @@ from torch import Tensor
 from ..wire import seeded_indices
 from ..wire.message import Message
 from .base import Inbox, Mixing, dense_messages, fill_in_average, to_numpy
-
-
-class SubsampleState(NamedTuple):
-    nodes: tuple[int, ...]
+from .full import Nodes
 
 
 class Subsample:
     index_codec = "seed"  # the seed travels instead of the indices
 
     def __init__(self, *, alpha: float = 0.1, metadata_cap: float = 0.5):
-        self.alpha, self.metadata_cap = float(alpha), metadata_cap
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha = {alpha} must be a fraction in (0, 1]")
+        self.alpha, self.metadata_cap = float(alpha), float(metadata_cap)
 
     def message_dim(self, dim: int) -> int:
         return dim
 
-    def init(self, params: Tensor, nodes: list[int]) -> SubsampleState:
+    def init(self, params: Tensor, nodes: Sequence[int]) -> Nodes:
         del params
-        return SubsampleState(tuple(nodes))
+        return Nodes(tuple(nodes))
 
-    def prepare(self, state: SubsampleState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], SubsampleState]:
+    def prepare(self, state: Nodes, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], Nodes, None]:
         if self.alpha > self.metadata_cap:
-            return dense_messages(params, list(state.nodes), round), state
+            return dense_messages(params, list(state.nodes), round), state, None
         values = to_numpy(params)
         dim = values.shape[1]
         messages = []
@@ -46,10 +45,11 @@ class Subsample:
             idx = seeded_indices(seed, dim, self.alpha)
             messages.append(Message(node, round, dim, idx, values[i, idx],
                                     extra={"mask_seed": float(seed), "alpha": self.alpha}))
-        return messages, state
+        return messages, state, None
 
-    def merge(self, state: SubsampleState, params: Tensor, inbox: Inbox, mixing: Mixing
-              ) -> tuple[Tensor, SubsampleState]:
+    def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
+              ) -> tuple[Tensor, Nodes]:
+        del prepared
         return fill_in_average(params, inbox, mixing), state
 
 

@@ -19,7 +19,7 @@ coefficients with their own (W x), average with Metropolis-Hastings weights and 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -82,28 +82,34 @@ def count(alpha: float, dim: int) -> int:
     return int(round(alpha * dim))
 
 
-class PartialState(NamedTuple):
+class TopKState(NamedTuple):
+    """What carries over between rounds (and what a checkpoint holds)."""
+
     nodes: tuple[int, ...]
     reference: Tensor        # [N, D'] W x_prev: the transformed model right after the previous averaging
     accumulated: Tensor      # [N, D'] A: change not yet shared
-    # between prepare and merge of one round (None at round boundaries, hence not in checkpoints):
-    coeffs: Tensor | None = None    # [N, D'] W x of the post-training model
-    shared: Tensor | None = None    # [N, D'] bool, what each node sent
 
 
-class PartialModel:
+class TopKPrepared(NamedTuple):
+    """What lives from ``prepare`` to ``merge`` of one round."""
+
+    coeffs: Tensor           # [N, D'] W x of the post-training model
+    shared: Tensor           # [N, D'] bool, what each node sent
+
+
+class TopKSelector:
     """Top-k sharing of accumulated change in a transform domain, with alpha drawn from ``alphas``."""
 
-    def __init__(self, *, transform: Transform | None = None, alphas: tuple[float, ...] = (0.1,),
+    def __init__(self, *, transform: Transform | None = None, alphas: Sequence[float] = (0.1,),
                  metadata_cap: float = 0.5, accumulation: bool = True, accumulate_averaging: bool = True,
                  selection: str = "change"):
         if selection not in ("change", "value"):
             raise ValueError(f"selection = {selection!r}; choose change or value")
         if not alphas or not all(0 < a <= 1 for a in alphas):
-            raise ValueError(f"alphas = {alphas} must be fractions in (0, 1]")
+            raise ValueError(f"alphas = {list(alphas)} must be fractions in (0, 1]")
         self.transform = transform or identity()
         self.alphas = tuple(float(a) for a in alphas)
-        self.metadata_cap = metadata_cap
+        self.metadata_cap = float(metadata_cap)
         self.accumulation = accumulation
         self.accumulate_averaging = accumulate_averaging
         self.selection = selection
@@ -111,9 +117,9 @@ class PartialModel:
     def message_dim(self, dim: int) -> int:
         return self.transform.dim(dim)
 
-    def init(self, params: Tensor, nodes: list[int]) -> PartialState:
+    def init(self, params: Tensor, nodes: Sequence[int]) -> TopKState:
         z = self.transform.forward(params)
-        return PartialState(tuple(nodes), z, torch.zeros_like(z))
+        return TopKState(tuple(nodes), z, torch.zeros_like(z))
 
     def draw_alphas(self, rngs: list[np.random.Generator]) -> np.ndarray:
         """Each node's alpha this round: the randomized communication cut-off (one draw per node)."""
@@ -121,8 +127,8 @@ class PartialModel:
             return np.full(len(rngs), self.alphas[0])
         return np.array([self.alphas[g.integers(len(self.alphas))] for g in rngs])
 
-    def prepare(self, state: PartialState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], PartialState]:
+    def prepare(self, state: TopKState, params: Tensor, round: int, rngs: list[np.random.Generator]
+                ) -> tuple[list[Message], TopKState, TopKPrepared]:
         alphas = self.draw_alphas(rngs)
         n = params.shape[0]
         dim = self.transform.dim(params.shape[1])
@@ -163,11 +169,11 @@ class PartialModel:
 
         blocks = parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
         messages = [m for block in blocks for m in block]
-        return messages, state._replace(accumulated=acc, coeffs=z, shared=mask)
+        return messages, state._replace(accumulated=acc), TopKPrepared(z, mask)
 
-    def merge(self, state: PartialState, params: Tensor, inbox: Inbox, mixing: Mixing
-              ) -> tuple[Tensor, PartialState]:
-        z = state.coeffs if state.coeffs is not None else self.transform.forward(params)
+    def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: TopKPrepared
+              ) -> tuple[Tensor, TopKState]:
+        z = prepared.coeffs
         pairs = transform_inbox(inbox, mixing)
         n, d = params.shape
         y = torch.empty_like(z)
@@ -185,11 +191,11 @@ class PartialModel:
                 torch.sub(z_new[sl], state.reference[sl], out=acc[sl]).add_(state.accumulated[sl])
 
         parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
-        return new, PartialState(state.nodes, z_new, acc)
+        return new, TopKState(state.nodes, z_new, acc)
 
 
 def topk(*, alpha: float = 0.1, metadata_cap: float = 0.5, accumulation: bool = True,
-         accumulate_averaging: bool = True) -> PartialModel:
-    """TopK sharing of parameters (no transform) with a fixed fraction ``alpha``."""
-    return PartialModel(alphas=(alpha,), metadata_cap=metadata_cap, accumulation=accumulation,
-                        accumulate_averaging=accumulate_averaging)
+         accumulate_averaging: bool = True, selection: str = "change") -> TopKSelector:
+    """TopK sharing of parameters (no transform) with a fixed fraction ``alpha`` (reference: PartialModel)."""
+    return TopKSelector(alphas=(alpha,), metadata_cap=metadata_cap, accumulation=accumulation,
+                        accumulate_averaging=accumulate_averaging, selection=selection)

@@ -1,6 +1,8 @@
 """The jwins message layout: :func:`encode`, :func:`decode` and :func:`layout`.
 
-Byte-by-byte description: ``docs/wire-format.md``. All integers are little-endian.
+Byte-by-byte description: ``docs/wire-format.md``. All integers are little-endian. The codecs are those
+registered in :data:`jwins.registry.INDEX_CODECS` / :data:`jwins.registry.VALUE_CODECS`, looked up by name
+when encoding and by wire id when decoding (:mod:`jwins.wire.tables`).
 
 ====== ====== ==============================================================
 offset size   field
@@ -35,19 +37,10 @@ import numpy as np
 
 from jwins.errors import WireError
 from jwins.wire import fpzip_helpers
-from jwins.wire.codecs import (
-    _fpzip_decode,
-    fpzip_stream,
-    DENSE_ID,
-    FPZIP_ID,
-    INDEX_CODECS,
-    INDEX_CODECS_BY_ID,
-    MAX_UNBACKED_ELEMENTS,
-    SEED_ID,
-    VALUE_CODECS,
-    VALUE_CODECS_BY_ID,
-)
+from jwins.wire.fpzip import FPZIP, fpzip_stream
+from jwins.wire.index_codecs import DENSE_ID, SEED
 from jwins.wire.message import Message
+from jwins.wire.tables import INDEX_CODECS, VALUE_CODECS
 
 FORMAT_VERSION = 1
 MAGIC = b"JWNS"
@@ -62,6 +55,11 @@ MIN_MESSAGE_BYTES = FIXED_HEADER_BYTES + CRC_BYTES  # 38
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
 _U32_MAX = 2**32 - 1
+
+# Largest element count the decoder allocates when the count is not backed by bytes actually present in the
+# message (the ``seed`` index codec regenerates ``dim`` random draws; a dense ``fpzip`` section may decompress
+# to many more values than it has bytes) and the receiver did not say which ``dim`` it expects.
+MAX_UNBACKED_ELEMENTS = 2**24
 
 
 class Layout(NamedTuple):
@@ -158,13 +156,14 @@ def _check_indices(indices: Any, dim: int, k: int) -> np.ndarray:
 
 
 def _codecs(index_codec: str, value_codec: str):
-    icodec = INDEX_CODECS.get(index_codec)
-    if icodec is None:
-        raise ValueError(f"unknown index codec {index_codec!r}; known: {sorted(INDEX_CODECS)}")
-    vcodec = VALUE_CODECS.get(value_codec)
-    if vcodec is None:
-        raise ValueError(f"unknown value codec {value_codec!r}; known: {sorted(VALUE_CODECS)}")
-    return icodec, vcodec
+    """The registered codecs of these names (ValueError if one is unknown), after checking the registered
+    codecs' wire ids (ConfigError if two share one)."""
+    return INDEX_CODECS.lookup(index_codec), VALUE_CODECS.lookup(value_codec)
+
+
+def _wire_ids():
+    """(index codecs by wire id, value codecs by wire id), as registered now."""
+    return INDEX_CODECS.by_id(), VALUE_CODECS.by_id()
 
 
 def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: str = "float32") -> bytes:
@@ -188,7 +187,7 @@ def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", va
     helper processes side by side (the fpzip binding holds the GIL, so threads cannot share them).
     """
     icodec, vcodec = _codecs(index_codec, value_codec)
-    sections = _parallel_fpzip_sections(messages, parallel_min_values) if vcodec.id == FPZIP_ID else None
+    sections = _parallel_fpzip_sections(messages, parallel_min_values) if vcodec is FPZIP else None
     if sections is None:
         return [_encode(m, icodec, vcodec) for m in messages]
     return [_encode(m, icodec, vcodec, vsec) for m, vsec in zip(messages, sections)]
@@ -274,8 +273,8 @@ def _encode(message: Message, icodec, vcodec, vsec: bytes | None = None) -> byte
 
 class _Header(NamedTuple):
     flags: int
-    index_codec: int
-    value_codec: int
+    index_codec: Any  # the registered codec objects the header's ids name
+    value_codec: Any
     param: int
     n_extras: int
     sender: int
@@ -303,9 +302,10 @@ def _parse_header(mv: memoryview, parse_extras: bool) -> tuple[_Header, dict[str
     (_, _, flags, icodec, vcodec, param, n_extras, sender, rnd, dim, k, ibytes, vbytes) = _FIXED.unpack_from(mv)
     if flags & ~FLAG_DENSE:
         raise WireError(f"unknown flags {flags:#04x} (only bit 0, dense, is defined)")
-    if icodec not in INDEX_CODECS_BY_ID:
+    index_codecs, value_codecs = _wire_ids()
+    if icodec not in index_codecs:
         raise WireError(f"unknown index codec id {icodec}")
-    if vcodec not in VALUE_CODECS_BY_ID:
+    if vcodec not in value_codecs:
         raise WireError(f"unknown value codec id {vcodec}")
     if n_extras > MAX_EXTRAS:
         raise WireError(f"header says {n_extras} extras, at most {MAX_EXTRAS} are allowed")
@@ -344,7 +344,8 @@ def _parse_header(mv: memoryview, parse_extras: bool) -> tuple[_Header, dict[str
             f"message has {remain} bytes more than its header's sizes add up to "
             f"({n - remain} bytes incl. CRC): extended or corrupted"
         )
-    header = _Header(flags, icodec, vcodec, param, n_extras, sender, rnd, dim, k, ibytes, vbytes, pos)
+    header = _Header(flags, index_codecs[icodec], value_codecs[vcodec], param, n_extras, sender, rnd, dim, k,
+                     ibytes, vbytes, pos)
     return header, extras
 
 
@@ -366,6 +367,7 @@ def decode(data: bytes, *, dim: int | None = None, trusted: bool = False) -> Mes
     this process instead of the isolated helper process that guards against fpzip crashing on forged input.
     """
     expected = None if dim is None else operator.index(dim)
+    _wire_ids()  # a registration error is raised as itself, not as a malformed message
     return _guard(_decode, _view(data), expected, trusted)
 
 
@@ -378,6 +380,7 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
     helper processes side by side; untrusted streams get the same checks as in :func:`decode`.
     """
     expected = None if dim is None else operator.index(dim)
+    _wire_ids()  # a registration error is raised as itself, not as a malformed message
     heads: list[_Head | WireError] = []
     for data in datas:
         try:
@@ -385,7 +388,7 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
         except WireError as exc:
             heads.append(exc)
     fpzip_items = [i for i, head in enumerate(heads)
-                   if not isinstance(head, WireError) and head.header.value_codec == FPZIP_ID and head.header.k]
+                   if not isinstance(head, WireError) and head.header.value_codec is FPZIP and head.header.k]
     values: dict[int, Any] = {}
     if _helpers_pay([heads[i].header.k for i in fpzip_items], parallel_min_values):
         streams: dict[int, bytes] = {}
@@ -459,25 +462,22 @@ def _decode_head(mv: memoryview, expected_dim: int | None) -> _Head:
     if expected_dim is not None and dim != expected_dim:
         raise WireError(f"dim mismatch: message has dim={dim}, this receiver expects dim={expected_dim}")
     dense = bool(h.flags & FLAG_DENSE)
-    if dense != (h.index_codec == DENSE_ID):
-        raise WireError(
-            f"{'dense' if dense else 'sparse'} flag contradicts index codec "
-            f"{INDEX_CODECS_BY_ID[h.index_codec].name!r}"
-        )
+    if dense != (h.index_codec.id == DENSE_ID):
+        raise WireError(f"{'dense' if dense else 'sparse'} flag contradicts index codec {h.index_codec.name!r}")
     limit = expected_dim if expected_dim is not None else MAX_UNBACKED_ELEMENTS
     if dense:
         if k != dim:
             raise WireError(f"dense message must carry dim values: k={k}, dim={dim}")
         if h.index_bytes or h.param:
             raise WireError("dense message must have an empty index section and codec parameter 0")
-        if h.value_codec == FPZIP_ID and k > limit:
+        if h.value_codec is FPZIP and k > limit:
             raise WireError(
                 f"dense fpzip message with dim={dim} exceeds the decoder's limit of {limit} values "
                 "(pass the expected dim to decode)"
             )
     elif k > dim:
         raise WireError(f"k={k} > dim={dim}")
-    elif h.index_codec == SEED_ID and dim > limit:
+    elif h.index_codec is SEED and dim > limit:
         raise WireError(
             f"seed index codec with dim={dim} exceeds the decoder's limit of {limit} (pass the expected dim "
             "to decode)"
@@ -489,7 +489,7 @@ def _decode_head(mv: memoryview, expected_dim: int | None) -> _Head:
     if dense:
         indices = None
     else:
-        indices = INDEX_CODECS_BY_ID[h.index_codec].decode(isec, dim, k, h.param, extras)
+        indices = h.index_codec.decode(isec, dim, k, h.param, extras)
         if indices.shape[0] != k:  # every codec checks this; kept as a guard
             raise WireError(f"index section holds {indices.shape[0]} indices, the header says k={k}")
         if not indices.flags.owndata:  # e.g. np.flatnonzero returns a view of a larger array
@@ -503,10 +503,10 @@ def _decode_tail(head: _Head, trusted: bool, values: np.ndarray | None) -> Messa
     k, dim = h.k, h.dim
     if values is not None:
         pass
-    elif trusted and h.value_codec == FPZIP_ID:
-        values = _fpzip_decode(vsec, k, trusted=True)
+    elif trusted and h.value_codec is FPZIP:
+        values = FPZIP.decode(vsec, k, trusted=True)
     else:
-        values = VALUE_CODECS_BY_ID[h.value_codec].decode(vsec, k)
+        values = h.value_codec.decode(vsec, k)
     if not _all_finite(values):
         raise WireError(f"values contain {k - int(np.count_nonzero(np.isfinite(values)))} NaN/inf")
     if not values.flags.owndata:

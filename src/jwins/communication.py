@@ -1,0 +1,135 @@
+"""One round of communication for the hosted nodes: prepare -> encode -> exchange -> decode -> merge.
+
+A node only averages what came out of :func:`jwins.wire.decode`, and the bytes counted are the encoded
+messages' lengths times the sender's degree.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from . import rng, wire
+from .config import WireConfig
+from .engine.base import Transport
+from .errors import JwinsError, WireError
+from .sharing.base import Mixing, Sharing
+from .topology import Graph
+
+
+class Exchanged(NamedTuple):
+    params: torch.Tensor     # [N, D] after averaging
+    state: Any               # the sharing state after the round
+    messages: list           # what the hosted nodes sent (before encoding)
+    payloads: dict[int, bytes]
+    sent: np.ndarray         # [N, 4] bytes sent per hosted node over all its links: total, header, indices, values
+    alphas: np.ndarray       # [N] fraction of coefficients each hosted node sent (NaN if it sent nothing)
+
+
+def _no_timer(phase: str):
+    return contextlib.nullcontext()
+
+
+def communicate(sharing: Sharing, state: Any, params: torch.Tensor, round: int, *, seed: int, graph: Graph,
+                mixing: Mixing, transport: Transport, wire_config: WireConfig | None = None,
+                index_codec: str | None = None, timer=None, offline: np.ndarray | None = None,
+                lost: np.ndarray | None = None) -> Exchanged:
+    """One round of communication for the hosted nodes (``mixing.nodes``).
+
+    ``index_codec`` overrides the wire's (an algorithm that requires its own, e.g. ``seed``). ``offline[i]``:
+    node i neither sends nor averages (its parameters and sharing state are kept); ``lost[j, i]``: the message
+    from j to i is lost on the way (it was still sent and counted). A receiver renormalises its
+    Metropolis-Hastings weights over the messages that arrived.
+    """
+    timer = timer or _no_timer
+    wire_config = wire_config or WireConfig()
+    nodes = list(mixing.nodes)
+    with timer("prepare"):
+        rngs = [rng.stream(seed, "sharing", node, round) for node in nodes]
+        messages, new_state, prepared = sharing.prepare(state, params, round, rngs)
+    if offline is not None:
+        messages = [m for m in messages if not offline[m.sender]]
+    with timer("encode"):
+        payloads = _encode_all(messages, index_codec or wire_config.index_codec, wire_config.value_codec, round)
+    sent = np.zeros((len(nodes), 4))
+    alphas = np.full(len(nodes), np.nan)
+    row_of = {node: i for i, node in enumerate(nodes)}
+    for m in messages:
+        i, data = row_of[m.sender], payloads[m.sender]
+        lay = wire.layout(data)
+        sent[i] = np.array([len(data), lay.header_bytes, lay.index_bytes, lay.value_bytes]) * graph.degree(m.sender)
+        alphas[i] = 1.0 if m.indices is None else m.k / m.dim
+    with timer("exchange"):
+        raw = transport.exchange(payloads, graph, round)
+    if lost is not None or offline is not None:
+        raw = {i: [(j, data) for j, data in pairs
+                   if not (lost is not None and lost[j, i]) and not (offline is not None and offline[i])]
+               for i, pairs in raw.items()}
+    with timer("decode"):
+        inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round, trusted=transport.trusted)
+    with timer("merge"):
+        merged, new_state = sharing.merge(new_state, params, inbox, mixing, prepared)
+    if offline is not None and offline[nodes].any():
+        rows = np.flatnonzero(offline[nodes])
+        merged = merged.clone() if merged is params else merged
+        merged[torch.from_numpy(rows).to(params.device)] = params[torch.from_numpy(rows).to(params.device)]
+        new_state = _restore_rows(state, new_state, rows)
+    return Exchanged(merged, new_state, messages, payloads, sent, alphas)
+
+
+def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
+    """``new`` with the given rows of every per-node tensor field put back to ``old``'s (offline nodes)."""
+    if new is None:
+        return new
+    fields = {}
+    for name, value in new._asdict().items():
+        before = getattr(old, name)
+        if isinstance(value, torch.Tensor) and isinstance(before, torch.Tensor) and value.shape == before.shape:
+            value = value.clone()
+            value[rows] = before[rows]
+            fields[name] = value
+    return new._replace(**fields)
+
+
+def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, bytes]:
+    try:
+        payloads = wire.encode_many(messages, index_codec=index_codec, value_codec=value_codec)
+    except ValueError:
+        payloads = None  # find the message and say which node
+    if payloads is not None:
+        return {m.sender: data for m, data in zip(messages, payloads)}
+    for m in messages:
+        try:
+            wire.encode(m, index_codec=index_codec, value_codec=value_codec)
+        except ValueError as e:
+            if "NaN" in str(e) or "inf" in str(e):
+                raise JwinsError(f"node {m.sender}'s model is not finite in round {round} (training diverged): "
+                                 f"{e}; lower train.lr") from None
+            raise JwinsError(f"node {m.sender} cannot send its message of round {round}: {e}") from None
+    raise AssertionError("encode_many failed where encode did not")  # pragma: no cover
+
+
+def _decode_inbox(raw: dict[int, list[tuple[int, bytes]]], nodes: list[int], dim: int, round: int,
+                  trusted: bool = False) -> dict[int, list[wire.Message]]:
+    # every distinct payload is decoded once (in the simulator a sender's bytes reach all its neighbours)
+    distinct: dict[int, bytes] = {}
+    for receiver in nodes:
+        for _, data in raw.get(receiver, []):
+            distinct.setdefault(id(data), data)
+    keys = list(distinct)
+    cache = dict(zip(keys, wire.decode_many([distinct[key] for key in keys], dim=dim, trusted=trusted)))
+    inbox: dict[int, list[wire.Message]] = {}
+    for receiver in nodes:
+        messages = []
+        for sender, data in sorted(raw.get(receiver, []), key=lambda p: p[0]):
+            m = cache[id(data)]
+            if isinstance(m, WireError):
+                raise WireError(f"round {round}: message from node {sender} to node {receiver}: {m}") from None
+            if m.sender != sender or m.round != round:
+                raise WireError(f"round {round}: node {receiver} got a message claiming sender {m.sender}, round "
+                                f"{m.round} from node {sender}")
+            messages.append(m)
+        inbox[receiver] = messages
+    return inbox

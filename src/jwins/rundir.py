@@ -1,0 +1,239 @@
+"""The run directory: the one place that writes and reads what a run leaves behind.
+
+A run directory holds ``config.json`` (the resolved configuration, written when the run starts and accepted
+back by ``jwins run``), ``metrics.jsonl`` (one JSON object per round, appended as rounds finish),
+``summary.json`` (written when the run finishes), checkpoints (``checkpoint.npz``, or one shard per rank
+``checkpoint-R-of-K.npz``) and ``plots/``. The experiment loop writes it through :class:`Writer`; tables and
+figures read it back through :func:`read`.
+
+A directory is never silently reused: :func:`claim` refuses one that holds anything but this run's own
+``config.json`` (unless asked to replace it as a whole), and default names are unique and created exclusively.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import JwinsError, RunDirError
+
+CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+def default_path(algorithm: str, dataset: str, started: float) -> Path:
+    """``runs/<algorithm>-<dataset>-<date>-<time>-<suffix>``: the suffix comes from the start time's
+    microseconds, so that runs started in the same second get different names, and every rank of one run
+    (which share rank 0's start time) computes the same one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    suffix = hashlib.sha256(repr(round(started * 1e6)).encode()).hexdigest()[:6]
+    return Path("runs") / f"{_short(algorithm)}-{_short(dataset)}-{stamp}-{suffix}"
+
+
+def _short(name: str) -> str:
+    """A part's name fit for a folder name (``mypkg.algos:gossip_one`` -> ``gossip_one``)."""
+    name = name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "run"
+
+
+def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, exclusive: bool = False) -> Path:
+    """Make ``path`` this run's directory and return it.
+
+    Refused (:class:`RunDirError`, one line): a path that is a file, or lies under one, or cannot be created; a
+    directory that holds anything but this run's own ``config.json`` (``overwrite`` replaces such a directory as
+    a whole); with ``exclusive``, a directory that exists at all (default names)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run directory {path} is a file; choose another --out")
+    if path.is_dir():
+        if exclusive:
+            raise RunDirError(f"run directory {path} exists already; choose another --out")
+        entries = sorted(p.name for p in path.iterdir())
+        if entries and not (entries == [CONFIG] and _same_config(path / CONFIG, config)):
+            if not overwrite:
+                shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+                raise RunDirError(f"run directory {path} is not empty ({shown}); choose another --out, replace it "
+                                  "with --overwrite, or continue the run in it with --resume")
+            try:
+                shutil.rmtree(path)
+            except OSError as e:
+                raise RunDirError(f"cannot replace run directory {path}: {e.strerror or e}") from None
+    try:
+        path.mkdir(parents=True, exist_ok=not exclusive)
+    except FileExistsError:
+        raise RunDirError(f"run directory {path} exists already; choose another --out") from None
+    except (NotADirectoryError, FileNotFoundError):
+        raise RunDirError(f"cannot create run directory {path}: a part of that path is a file") from None
+    except OSError as e:
+        raise RunDirError(f"cannot create run directory {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write into run directory {path}: permission denied")
+    return path
+
+
+def _same_config(path: Path, config: dict[str, Any]) -> bool:
+    """Whether ``path`` is ``config`` up to where it runs (engine, import paths): a directory a launcher
+    prepared for this run."""
+    def numbers(tree: Any) -> Any:
+        return {k: v for k, v in tree.items() if k not in ("engine", "import_paths")} if isinstance(tree, dict) \
+            else tree
+    try:
+        return numbers(json.loads(path.read_text())) == numbers(json.loads(json.dumps(config)))
+    except (OSError, ValueError):
+        return False
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic_write(Path(run_dir) / CONFIG, json.dumps(config, indent=2) + "\n")
+
+
+def checkpoint_path(run_dir: str | Path, rank: int = 0, world_size: int = 1) -> Path:
+    """Where rank ``rank`` of ``world_size`` keeps its checkpoint in ``run_dir``."""
+    name = "checkpoint.npz" if world_size == 1 else f"checkpoint-{rank}-of-{world_size}.npz"
+    return Path(run_dir) / name
+
+
+class Writer:
+    """Writes one run directory: config.json at the start, metrics.jsonl line by line, summary.json at the end.
+
+    A resumed run starts metrics.jsonl again from the checkpoint's records, so no round is lost or repeated.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], metrics_so_far: list[dict] = ()):
+        self.dir = Path(run_dir)
+        write_config(self.dir, config)
+        atomic_write(self.dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics_so_far))
+        self._metrics = open(self.dir / METRICS, "a")
+
+    def append(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+
+    def close(self) -> None:
+        self._metrics.close()
+
+    def finish(self, summary: dict) -> None:
+        self._metrics.close()
+        atomic_write(self.dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One run directory read back (compared and hashed by identity)."""
+
+    dir: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    label: str
+
+    @property
+    def algorithm(self) -> str:
+        return (self.config.get("sharing", {}).get("algorithm") or (self.summary or {}).get("algorithm")
+                or self.dir.name)
+
+    @property
+    def dataset(self) -> str | None:
+        return self.config.get("data", {}).get("name") or (self.summary or {}).get("dataset")
+
+    @property
+    def nodes(self) -> int | None:
+        return self.config.get("nodes") or (self.summary or {}).get("nodes")
+
+    @property
+    def metric_name(self) -> str:
+        """``"accuracy"`` or ``"rmse"``: what ``test_accuracy`` holds."""
+        for m in reversed(self.metrics):
+            if m.get("test_metric_name"):
+                return m["test_metric_name"]
+        return (self.summary or {}).get("test_metric_name") or "accuracy"
+
+    @property
+    def evaluated(self) -> list[dict[str, Any]]:
+        """The rounds that carry a (finite) test metric."""
+        return [m for m in self.metrics if finite(m.get("test_accuracy"))]
+
+    def relabel(self, label: str) -> Run:
+        return Run(self.dir, self.config, self.metrics, self.summary, label)
+
+
+def finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def read(run_dir: str | Path, label: str | None = None) -> Run:
+    """Read a run directory. ``label`` defaults to the sharing algorithm; pass e.g. ``"choco (gamma=0.2)"``
+    to tell apart runs of one algorithm. Raises :class:`JwinsError` naming the file (and line) that is
+    missing or damaged."""
+    d = Path(run_dir)
+    if not d.exists():
+        raise JwinsError(f"run directory {d} does not exist")
+    if not d.is_dir():
+        raise JwinsError(f"{d} is not a run directory (it is a file); pass the directory `jwins run` wrote")
+    config = read_json(d / CONFIG, required=True)
+    summary = read_json(d / SUMMARY, required=False)
+    metrics = _read_metrics(d / METRICS)
+    if label is None:
+        label = (config.get("sharing", {}).get("algorithm") if isinstance(config.get("sharing"), dict)
+                 else None) or (summary or {}).get("algorithm") or d.name
+    return Run(d, config, metrics, summary, str(label))
+
+
+def read_json(path: Path, *, required: bool) -> dict[str, Any] | None:
+    if not path.exists():
+        if required:
+            raise JwinsError(f"{path} is missing: {path.parent} is not a complete run directory "
+                             f"(`jwins run` writes config.json when the run starts)")
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise JwinsError(f"{path} is not valid JSON ({e}); the file is damaged") from None
+    if not isinstance(value, dict):
+        raise JwinsError(f"{path} holds a JSON {type(value).__name__}, not an object; the file is damaged")
+    return value
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise JwinsError(f"{path} is missing: the run recorded no rounds (did it start?)")
+    metrics: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                hint = " (the run may have been stopped mid-write)" if not line.endswith("\n") else ""
+                raise JwinsError(f"{path} line {n} is not valid JSON: {e.msg} at column {e.colno}{hint}: "
+                                 f"{_clip(line)}") from None
+            if not isinstance(record, dict):
+                raise JwinsError(f"{path} line {n} is a JSON {type(record).__name__}, not an object: "
+                                 f"{_clip(line)}")
+            if not isinstance(record.get("round"), (int, float)) or isinstance(record.get("round"), bool):
+                raise JwinsError(f"{path} line {n} has no numeric 'round': {_clip(line)}")
+            metrics.append(record)
+    if not metrics:
+        raise JwinsError(f"{path} is empty: the run recorded no rounds yet")
+    return metrics
+
+
+def _clip(line: str, width: int = 80) -> str:
+    line = line.strip()
+    return repr(line if len(line) <= width else line[:width] + "...")

@@ -1,0 +1,214 @@
+"""Everything an experiment is built from: the parts a config names (or that ``jwins.run`` is given as objects),
+built and checked before any training starts.
+
+Each part is resolved through its registry (:mod:`jwins.registry`): a registered name or ``"module:attribute"``,
+called with what the loop offers and the section's ``options``:
+
+* sharing: the built-in's own ``[sharing]`` keys, and ``rounding`` (the wire value codec's round trip) to a
+  factory that takes it; the result must meet :class:`jwins.sharing.Sharing`;
+* topology: ``num_nodes`` (also as ``n``) and ``seed`` (and the built-in's ``[topology]`` keys); the result is a
+  networkx graph, a :class:`jwins.topology.Graph` or a list of edges, and must be connected;
+* dataset: ``root`` and ``max_samples``; a :class:`jwins.data.DatasetSpec` or a factory returning a
+  :class:`jwins.data.Dataset`;
+* model: the dataset's metadata it names (``num_classes``, ``input_shape``, ``Dataset.meta`` entries); the
+  result is an ``nn.Module`` whose state is all in parameters.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import nn
+
+from . import rng, topology, wire
+from .config import Config
+from .data import Dataset, partition as partition_data
+from .errors import ConfigError, JwinsError
+from .flat import FlatModel, init_params
+from .registry import DATASETS, MODELS, PYTHON_OBJECT, SHARING, call, import_name
+from .sharing.base import Mixing, Sharing
+
+_PROTOCOL = ("init", "message_dim", "prepare", "merge")
+
+
+@dataclass(frozen=True)
+class SharingTraits:
+    """What the loop reads of a sharing algorithm besides its four methods."""
+
+    index_codec: str | None   # a wire index codec it requires (``seed`` for subsampling), else the config's
+    reliable_links: bool      # its state breaks for good if a message is lost
+
+
+def build_sharing(config: Config, sharing: Any = None) -> tuple[Sharing, SharingTraits]:
+    """The sharing algorithm: ``sharing`` (an object or a factory) or the one ``sharing.algorithm`` names."""
+    key = "sharing.algorithm"
+    s = config.sharing
+    if sharing is not None and _meets(sharing):
+        obj = sharing
+    else:
+        factory = sharing if sharing is not None else SHARING.load(s.algorithm, config.import_paths)
+        keys = _entry_info(SHARING, s.algorithm).get("keys", ()) if sharing is None else ()
+        offered = {k: getattr(s, k) for k in keys}
+        offered["rounding"] = wire.roundtrip(config.wire.value_codec)
+        obj = call(factory, key=key, options=s.options, offered=offered)
+    if not _meets(obj):
+        missing = [m for m in _PROTOCOL if not callable(getattr(obj, m, None))]
+        raise ConfigError(f"{key}: {type(obj).__name__} is not a sharing algorithm: it has no "
+                          f"{', '.join(missing)} (see the Sharing protocol in docs/extending.md)")
+    traits = SharingTraits(getattr(obj, "index_codec", None), bool(getattr(obj, "reliable_links", False)))
+    if traits.reliable_links:
+        for name, value in (("message_loss", config.faults.message_loss), ("offline", config.faults.offline)):
+            if value:
+                raise ConfigError(f"faults.{name} = {value:g} cannot be used with sharing.algorithm = "
+                                  f"{s.algorithm!r}: it keeps exact state only if every message arrives; set "
+                                  "it to 0 or choose another algorithm")
+    return obj, traits
+
+
+def _meets(obj: Any) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in _PROTOCOL) and not isinstance(obj, type)
+
+
+def _entry_info(names, value: str) -> dict:
+    canonical = names.canonical(value)
+    return dict(names.entry(canonical).info) if canonical else {}
+
+
+def build_graph(config: Config, graph: Any = None) -> topology.Graph:
+    """The communication graph: ``graph`` (a graph, an edge list or a factory) or ``topology.kind``'s."""
+    t = config.topology
+    if graph is None:
+        return topology.build(t.kind, config.nodes, seed=config.seed, options=t.options, search=config.import_paths,
+                              degree=t.degree, probability=t.probability, path=t.path)
+    if callable(graph) and not isinstance(graph, (nx.Graph, topology.Graph)):
+        graph = call(graph, key="topology.kind", options=t.options,
+                     offered={"num_nodes": config.nodes, "n": config.nodes, "seed": config.seed})
+    g = topology.as_graph(graph, config.nodes)
+    topology.check_connected(g)
+    return g
+
+
+def load_dataset(config: Config, dataset: Any = None) -> tuple[Dataset, str | None]:
+    """The dataset and its default model: ``dataset`` (a Dataset, a spec or a factory) or ``data.name``'s."""
+    key = "data.name"
+    d = config.data
+    if isinstance(dataset, Dataset):
+        return dataset, None
+    source = dataset if dataset is not None else DATASETS.load(d.name, config.import_paths)
+    default_model = getattr(source, "default_model", None)
+    load = getattr(source, "load", source)  # a DatasetSpec, or a factory
+    result = call(load, key=key, options=d.options, offered={"root": d.root, "max_samples": d.max_samples})
+    if isinstance(result, dict):
+        result = Dataset.from_arrays(name=d.name, **result)
+    if not isinstance(result, Dataset):
+        raise ConfigError(f"{key}: the dataset factory returned a {type(result).__name__}, not a "
+                          "jwins.data.Dataset (build one with Dataset.from_arrays)")
+    return result, default_model or result.meta.get("default_model")
+
+
+def model_factory(config: Config, dataset: Dataset, default_model: str | None,
+                  model: Any = None) -> Callable[[], nn.Module]:
+    """A zero-argument factory of the model (called under a seeded generator by :func:`init_params`)."""
+    key = "model.name"
+    m = config.model
+    if isinstance(model, nn.Module):
+        if not m.same_init:
+            raise ConfigError("model.same_init = false needs a model factory, not a built module (every node "
+                              "would start from the module's own parameters)")
+        return lambda: copy.deepcopy(model)
+    if model is None:
+        name = m.name
+        if name == "auto":
+            if not default_model:
+                raise ConfigError(f"model.name = 'auto' but dataset {config.data.name!r} names no default model; "
+                                  f"set model.name to one of {', '.join(MODELS.names())} or 'module:attribute'")
+            name = default_model
+        factory = MODELS.load(name, config.import_paths)
+        keys = _entry_info(MODELS, name).get("keys", ())
+    else:
+        factory, keys = model, ()
+    offered = {**dataset.meta, "num_classes": dataset.num_classes, "input_shape": tuple(dataset.input_shape),
+               **{k: getattr(m, k) for k in keys}}
+
+    def build() -> nn.Module:
+        module = call(factory, key=key, options=m.options, offered=offered)
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"{key}: the model factory returned a {type(module).__name__}, not a torch nn.Module")
+        return module
+
+    return build
+
+
+def record_objects(config: Config, **objects: Any) -> Config:
+    """``config`` with the names of parts given to ``jwins.run`` as objects: their import path where they have
+    one (so that the saved config.json runs again), else ``python:<name>``."""
+    fields = {"sharing": ("sharing", "algorithm"), "model": ("model", "name"), "dataset": ("data", "name"),
+              "graph": ("topology", "kind")}
+    for arg, obj in objects.items():
+        if obj is not None:
+            section, field = fields[arg]
+            name = import_name(obj) or f"{PYTHON_OBJECT}{getattr(obj, '__qualname__', type(obj).__name__)}"
+            config = config.replace(**{section: dataclasses.replace(getattr(config, section), **{field: name})})
+    return config
+
+
+@dataclass
+class World:
+    """Everything built from a config that does not change during a run."""
+
+    config: Config
+    dataset: Dataset
+    parts: list[np.ndarray]
+    graph: topology.Graph
+    mixing: Mixing
+    flat: FlatModel
+    nodes: list[int]
+    eval_nodes: np.ndarray  # global ids evaluated
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    sharing: Sharing
+    traits: SharingTraits
+
+
+def device_of(config: Config) -> torch.device:
+    device = torch.device(config.engine.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise JwinsError(f"engine.device = {config.engine.device!r} but no CUDA device is available; "
+                         "use engine.device = 'cpu'")
+    return device
+
+
+def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model: Any = None, dataset: Any = None,
+                graph: Any = None) -> tuple[World, torch.Tensor]:
+    """Build every part (the cheap ones first, so a bad plugin fails before data is loaded), then partition
+    the data and make the initial [N, D] parameters of the hosted ``nodes``."""
+    sharing_obj, traits = build_sharing(config, sharing)
+    g = build_graph(config, graph)
+    device = device_of(config)
+    data, default_model = load_dataset(config, dataset)
+    if config.nodes > data.num_train:
+        raise JwinsError(f"nodes = {config.nodes} > {data.num_train} training samples of {config.data.name}; "
+                         "use fewer nodes or more data")
+    parts = partition_data(config.data.partition, data, config.nodes, rng.stream(config.seed, "partition"),
+                           shards_per_node=config.data.shards_per_node, dirichlet_alpha=config.data.dirichlet_alpha)
+    factory = model_factory(config, data, default_model, model)
+    try:
+        flat, params = init_params(factory, nodes, seed=config.seed, same_init=config.model.same_init, device=device)
+    except ValueError as e:  # e.g. a module with buffers
+        raise ConfigError(f"model.name: {e}") from None
+    if config.eval.nodes:
+        eval_nodes = np.sort(rng.stream(config.seed, "eval").choice(config.nodes, config.eval.nodes, replace=False))
+    else:
+        eval_nodes = np.arange(config.nodes)
+    test_x, test_y = data.test_x, data.test_y
+    if config.eval.max_samples:
+        test_x, test_y = test_x[:config.eval.max_samples], test_y[:config.eval.max_samples]
+    world = World(config, data, [parts[i] for i in nodes], g, Mixing(topology.metropolis_hastings(g), tuple(nodes)),
+                  flat, nodes, eval_nodes, test_x.to(device), test_y.to(device), sharing_obj, traits)
+    return world, params
