@@ -20,6 +20,7 @@ import numpy as np
 
 from jwins import config as config_mod
 from jwins import experiment
+from jwins.world import build_sharing
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -40,23 +41,34 @@ def main(argv: list[str] | None = None) -> None:
 
     kept: list[tuple[int, int, np.ndarray]] = []
     dims: set[int] = set()
-    encode_all = experiment._encode_all
 
-    def recording(messages, index_codec, value_codec, round):
-        # ``round`` is the loop's 0-based round number
-        if round + 1 in keep:
-            for m in messages:
-                if m.indices is not None:
-                    kept.append((round + 1, m.sender, np.asarray(m.indices, dtype=np.int64).copy()))
-                    dims.add(int(m.dim))
-        return encode_all(messages, index_codec, value_codec, round)
+    class Recording:
+        """The configured sharing algorithm, recording the indices it sends (a plugin wrapping a built-in)."""
 
-    experiment._encode_all = recording
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = experiment.run(cfg, run_dir=Path(tmp) / "run")
-    finally:
-        experiment._encode_all = encode_all
+        def __init__(self, inner):
+            self.inner = inner
+            self.index_codec = getattr(inner, "index_codec", None)
+
+        def init(self, params, nodes):
+            return self.inner.init(params, nodes)
+
+        def message_dim(self, dim):
+            return self.inner.message_dim(dim)
+
+        def prepare(self, state, params, round, rngs):
+            messages, state, prepared = self.inner.prepare(state, params, round, rngs)
+            if round + 1 in keep:  # ``round`` is the loop's 0-based round number
+                for m in messages:
+                    if m.indices is not None:
+                        kept.append((round + 1, m.sender, np.asarray(m.indices, dtype=np.int64).copy()))
+                        dims.add(int(m.dim))
+            return messages, state, prepared
+
+        def merge(self, state, params, inbox, mixing, prepared):
+            return self.inner.merge(state, params, inbox, mixing, prepared)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = experiment.run(cfg, run_dir=Path(tmp) / "run", sharing=Recording(build_sharing(cfg)[0]))
     if not kept:
         sys.exit(f"no sparse messages recorded in rounds {sorted(keep)} (of {args.rounds})")
     if len(dims) != 1:

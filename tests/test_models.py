@@ -172,7 +172,7 @@ def test_models_by_name_options_and_errors():
     with pytest.raises(ConfigError, match="model.name = 'resnet' is not a registered model; choose one of: "
                                           "small-cnn, lenet, leaf-cnn, celeba-cnn, char-lstm, mf"):
         _model("resnet", mnist)
-    with pytest.raises(ConfigError, match=r"model.name.options.depth: lenet takes no option 'depth' \(it takes: "
+    with pytest.raises(ConfigError, match=r"model.options.depth: lenet takes no option 'depth' \(it takes: "
                                           r"num_classes, input_shape\)"):
         _model("lenet", mnist, "model.options.depth=3")
     with pytest.raises(ConfigError, match="model.name: matrix_factorization.* raised TypeError"):

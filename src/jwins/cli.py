@@ -35,12 +35,8 @@ def _config_from(args: argparse.Namespace):
     for flag, key in SHORT_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
-            overrides.append(f"{key}={value}" if not isinstance(value, str) else f'{key}={_quote(value)}')
+            overrides.append(f"{key}={value}" if not isinstance(value, str) else f"{key}={config.quote(value)}")
     return config.load(args.config, overrides)
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _warn_ignored(cfg) -> None:

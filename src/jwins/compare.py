@@ -6,6 +6,7 @@ comparison directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -99,7 +100,10 @@ def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), targ
     best: dict[str, tuple[float, Path, str]] = {}
     for algorithm in algorithms:
         for overrides in plan[algorithm]:
-            cfg = config_mod.override(base, [f"sharing.algorithm={algorithm}", *overrides])
+            # [sharing.options] belong to the config's own algorithm; the others start without them
+            own = base if algorithm == base.sharing.algorithm else \
+                base.replace(sharing=dataclasses.replace(base.sharing, options={}))
+            cfg = config_mod.override(own, [f"sharing.algorithm={config_mod.quote(algorithm)}", *overrides])
             run_dir = root / _dirname(algorithm, overrides)
             result = run(cfg, quiet=quiet, run_dir=run_dir)
             final = result.summary["final_accuracy"]["mean"]

@@ -416,6 +416,11 @@ def override(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
     return from_dict(tree)
 
 
+def quote(value: str) -> str:
+    """``value`` as a TOML string, for an override ``key=value`` that must stay a string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _apply(tree: dict[str, Any], overrides) -> None:
     for item in overrides:
         if "=" not in item:

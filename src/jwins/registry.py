@@ -70,6 +70,15 @@ class Registry:
             self._aliases[_fold(alias)] = key
         return target
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (and its aliases); KeyError if it is not registered."""
+        key = _fold(self.canonical(name) or name)
+        entry = self._entries.pop(key)
+        for alias in entry.info.get("aliases", ()):
+            self._aliases.pop(_fold(alias), None)
+        self._loaded.pop(key, None)
+        self.version += 1
+
     def names(self) -> list[str]:
         return [e.name for e in self._entries.values()]
 
@@ -168,9 +177,9 @@ def import_name(obj: Any) -> str | None:
 
 def call(factory: Callable[..., Any], *, key: str, options: Mapping[str, Any] = {},
          offered: Mapping[str, Any] = {}) -> Any:
-    """``factory(**offered_it_accepts, **options)``: every option must be a parameter of the factory (or it takes
-    ``**kwargs``); an offered value (what the loop knows: metadata, section keys) is passed only if the factory
-    names it. A factory that raises is a one-line ConfigError naming ``key``."""
+    """``factory(**what_it_names_of_offered, **options)``. Every option must be a parameter of the factory (or
+    it takes ``**kwargs``). An offered value (what the loop knows: metadata, section keys) is passed only if the
+    factory names it as a parameter. A factory that raises is a one-line ConfigError naming ``key``."""
     name = getattr(factory, "__name__", type(factory).__name__)
     if not callable(factory):
         raise ConfigError(f"{key}: {name!r} is not callable; name a factory (a function or a class)")
@@ -185,8 +194,9 @@ def call(factory: Callable[..., Any], *, key: str, options: Mapping[str, Any] = 
     unknown = [k for k in options if k not in params and not accepts_any]
     if unknown:
         takes = ", ".join(params) or "no options"
-        raise ConfigError(f"{key}.options.{unknown[0]}: {name} takes no option {unknown[0]!r} (it takes: {takes})")
-    kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}
+        raise ConfigError(f"{key.split('.')[0]}.options.{unknown[0]}: {name} takes no option {unknown[0]!r} "
+                          f"(it takes: {takes})")
+    kwargs = {k: v for k, v in offered.items() if k in params}
     kwargs.update(options)
     try:
         return factory(**kwargs)

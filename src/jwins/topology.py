@@ -467,7 +467,8 @@ def build(kind: str, num_nodes: int, *, seed: int = 0, options: dict[str, Any] |
     if canonical == "file" and not keys.get("path"):
         raise TopologyError("topology 'file' needs a path to an edge-list file (first line N, then 'u v' lines)")
     offered = {"num_nodes": num_nodes, "n": num_nodes, "seed": seed, **{k: v for k, v in keys.items() if k in reads}}
-    g = as_graph(call(factory, key="topology.kind", options=options or {}, offered=offered), num_nodes)
+    g = as_graph(call(factory, key="topology.kind", options=options or {}, offered=offered),
+                 num_nodes)
     check_connected(g)
     return g
 

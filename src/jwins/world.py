@@ -200,6 +200,8 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
     factory = model_factory(config, data, default_model, model)
     try:
         flat, params = init_params(factory, nodes, seed=config.seed, same_init=config.model.same_init, device=device)
+    except ConfigError:
+        raise
     except ValueError as e:  # e.g. a module with buffers
         raise ConfigError(f"model.name: {e}") from None
     if config.eval.nodes:

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
 from ..registry import DATASETS
+from .catalog import canonical_name, how_to_get
 from .files import candidate_roots
 
 __all__ = ["Remote", "SOURCES", "download", "instructions"]
@@ -141,19 +142,11 @@ data.root: DIR or JWINS_DATA=DIR).  Decoding the images needs Pillow: pip instal
 }
 
 
-def _canonical(name: str) -> str:
-    from . import canonical_name  # jwins.data imports this module; it is complete by the time this runs
-
-    return canonical_name(name)
-
-
 def instructions(name: str) -> str:
     """How to obtain ``name`` by hand (the LEAF steps for femnist / celeba)."""
-    name = _canonical(name)
+    name = canonical_name(name)
     if name in _LEAF_STEPS:
         return _LEAF_STEPS[name]
-    from . import how_to_get
-
     return how_to_get(name)
 
 
@@ -388,7 +381,7 @@ def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Pa
     if key in MOVIELENS_VARIANTS:
         name, remotes = "movielens", (MOVIELENS_VARIANTS[key],)
     else:
-        name = _canonical(name)
+        name = canonical_name(name)
         if name == "digits":
             return candidate_roots("digits")[0]  # ships with scikit-learn
         if name in _LEAF_STEPS:
