@@ -99,6 +99,22 @@ def test_registered_names_work_in_a_config(tmp_path, plugins):
             names.unregister(name)
 
 
+def test_the_sharing_contract_checks_a_registered_plugin(tmp_path, plugins):
+    """As docs/extending.md says: registered with its send-everything setting, a plugin passes the contract
+    tests the built-ins pass."""
+    import test_sharing_contract as contract
+
+    event_triggered, _, _ = plugins
+    jwins.register_sharing("event-triggered", event_triggered.event_triggered,
+                           everything=("sharing.options.threshold=0.0",))
+    try:
+        contract.test_sending_everything_is_full_sharing("event-triggered")
+        contract.test_lost_messages_renormalise_the_mixing_weights("event-triggered")
+        contract.test_resuming_from_a_checkpoint_continues_the_same_run("event-triggered", tmp_path)
+    finally:
+        registry.SHARING.unregister("event-triggered")
+
+
 def test_a_networkx_generator_is_a_topology(tmp_path):
     """Any networkx generator that takes n (and seed) is a topology: "networkx:random_regular_graph" with
     [topology.options] d = 4."""
