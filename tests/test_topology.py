@@ -189,7 +189,7 @@ def test_regular_odd_product_error():
 @pytest.mark.parametrize("d", [10, 11])
 def test_regular_degree_too_large_error(d):
     """degree >= num_nodes raises TopologyError naming the values and the largest valid degree."""
-    with pytest.raises(TopologyError, match=rf"degree {d} must be smaller than num_nodes 10.*<= 9"):
+    with pytest.raises(TopologyError, match=rf"degree {d} must be smaller than the number of nodes 10.*<= 9"):
         T.regular(10, d, seed=0)
 
 

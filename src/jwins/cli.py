@@ -55,13 +55,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.config = args.resume
     cfg = _config_from(args)
     _warn_ignored(cfg)
+    if args.seeds:  # one run per seed, then the mean and interval of every column
+        from . import compare
+
+        if args.resume:
+            raise JwinsError("--seeds makes a comparison directory: continue it with jwins compare --resume DIR")
+        try:
+            result = compare.compare(cfg, [cfg.sharing.algorithm], out=args.out, quiet=args.quiet,
+                                     overwrite=args.overwrite, seeds=_seeds(args.seeds), jobs=args.jobs)
+        except compare.CompareInterrupted as e:
+            print(f"jwins: {e}", file=sys.stderr)
+            return e.exit_status
+        _print_comparison(result, given_target=False)
+        return 0
     from .experiment import format_summary
     from .launch import needs_local_launch
 
     if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine
-        summary, run_dir = _run_local_workers(cfg, args)
+        code, summary, run_dir = _run_local_workers(cfg, args)
         if summary is None:
-            return 130
+            return code
     else:
         from .experiment import Interrupted, run
 
@@ -71,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Interrupted as e:
             if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
                 print(f"jwins: {e}", file=sys.stderr)
-            return 130
+            return e.exit_status
         if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
             return 0
         summary, run_dir = result.summary, result.run_dir
@@ -86,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_local_workers(cfg, args: argparse.Namespace):
     """``engine.workers`` ranks on this machine: the run directory gets the resolved config, the ranks read it;
-    returns (summary, run directory), or (None, dir) when they were interrupted."""
+    returns (exit status, summary or None when they were stopped, run directory)."""
     from . import config, rundir
     from .launch import launch_local_workers
 
@@ -99,33 +112,64 @@ def _run_local_workers(cfg, args: argparse.Namespace):
         rundir.write_config(run_dir, resolved)
     code = launch_local_workers(run_dir, cfg.engine.workers, timeout=cfg.engine.timeout, resume=bool(args.resume),
                                 quiet=args.quiet)
-    if code == 130:
-        return None, run_dir
+    if code:
+        return code, None, run_dir
     summary = rundir.read_json(run_dir / rundir.SUMMARY, required=False)
     if summary is None:
         raise JwinsError(f"the ranks finished but {run_dir / rundir.SUMMARY} is missing")
-    return summary, run_dir
+    return 0, summary, run_dir
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise JwinsError(f"--seeds {text!r} must be integers separated by commas, e.g. --seeds 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise JwinsError(f"--seeds {text!r} must list seeds >= 0, e.g. --seeds 0,1,2")
+    return seeds
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import report
-    from .compare import compare
+    from . import compare
 
-    cfg = _config_from(args)
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    result = compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out, quiet=args.quiet,
-                     overwrite=args.overwrite)
+    try:
+        if args.resume:
+            if args.config or args.overrides or args.out:
+                raise JwinsError("--resume DIR continues the comparison in DIR with its own plan; give nothing else")
+            result = compare.resume(args.resume, quiet=args.quiet, jobs=args.jobs)
+        else:
+            cfg = _config_from(args)
+            algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+            result = compare.compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out,
+                                     quiet=args.quiet, overwrite=args.overwrite, seeds=_seeds(args.seeds),
+                                     jobs=args.jobs)
+    except compare.CompareInterrupted as e:
+        print(f"jwins: {e}", file=sys.stderr)
+        return e.exit_status
+    _print_comparison(result, given_target=args.target is not None)
+    return 0
+
+
+def _print_comparison(result, *, given_target: bool) -> None:
+    from . import report
+
     print(report.format_table(result.rows))
     if result.target is not None:
-        print(f"target: {result.target:.4g} ({'given' if args.target is not None else '95% of full sharing'})")
+        print(f"target: {result.target:.4g} ({'given' if given_target else '95% of full sharing'})")
     print(f"comparison directory: {result.dir}")
-    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
 
-    if len(args.runs) == 1:
+    if len(args.runs) == 1 and (Path(args.runs[0]) / "compare.json").exists():  # a comparison directory
+        from .compare import best_groups
+
+        paths = plots.plot_groups(best_groups(args.runs[0]), args.out or Path(args.runs[0]) / "plots")
+    elif len(args.runs) == 1:
         paths = plots.plot_run(args.runs[0], args.out)
     else:
         paths = plots.plot_runs(args.runs, args.out or "plots")
@@ -161,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p_run)
     p_run.add_argument("--no-plots", action="store_true", help="do not draw the figures at the end")
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p_run.add_argument("--seeds", metavar="S1,S2,...", help="run once per seed and report means with 95%% intervals")
+    p_run.add_argument("--jobs", type=int, help="with --seeds: runs side by side in this many processes")
     p_run.set_defaults(func=cmd_run)
     p_cmp = sub.add_parser("compare", help="run several algorithms on identical settings and tabulate them")
     _add_config_args(p_cmp)
@@ -171,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "e.g. --sweep choco:sharing.gamma=0.05,0.1,0.2,0.5")
     p_cmp.add_argument("--target", type=float, help="target accuracy (fraction) for rounds/bytes-to-target "
                                                      "(default: 95%% of full sharing's final accuracy)")
+    p_cmp.add_argument("--seeds", metavar="S1,S2,...", help="run every setting once per seed (partition, graph, "
+                                                             "initial model, batches) and report 95%% intervals")
+    p_cmp.add_argument("--jobs", type=int, help="independent runs side by side in this many processes (default: "
+                                                "the cores divided by engine.threads)")
+    p_cmp.add_argument("--resume", metavar="DIR", help="run what an interrupted comparison left undone")
     p_cmp.set_defaults(func=cmd_compare)
     p_plot = sub.add_parser("plot", help="redraw the figures of one or more run directories")
     p_plot.add_argument("runs", nargs="+", help="run directories")

@@ -251,7 +251,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(self.nodes >= 1, f"nodes = {self.nodes} must be >= 1")
-        _check(self.rounds >= 0, f"rounds = {self.rounds} must be >= 0")
+        _check(self.rounds >= 1, f"rounds = {self.rounds} must be >= 1")
         _check(0 <= self.seed < 2**63, f"seed = {self.seed} must be in [0, 2**63)")
         topo = self.topology
         if self.nodes > 1 and topo.kind in ("regular", "small-world"):

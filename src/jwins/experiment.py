@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import resource
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from . import checkpoint, parallel, rundir
 from . import config as config_mod
 from .communication import communicate
 from .config import Config
-from .errors import JwinsError
+from .errors import JwinsError, RunDirError
 from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
 from .world import World, build_world, record_objects
@@ -41,7 +42,12 @@ class Result:
 
 
 class Interrupted(JwinsError):
-    """The run was stopped by Ctrl-C after writing a checkpoint."""
+    """The run was stopped by Ctrl-C or SIGTERM after writing a checkpoint; ``exit_status`` is the shell's
+    convention for that signal (130, 143)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)
 
 
 def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path | None = None, write: bool = True,
@@ -98,6 +104,12 @@ class _Run:
     def __init__(self, config: Config, engine, *, quiet: bool, run_dir, write: bool, resume: bool, overwrite: bool,
                  parts: dict[str, Any]):
         self.config, self.engine = config, engine
+        self.resolved = config_mod.to_dict(config)
+        self.dir = Path(run_dir) if run_dir else rundir.default_path(config.sharing.algorithm, config.data.name,
+                                                                     engine.started)
+        claimed = write and engine.rank == 0 and not resume
+        if claimed:  # refuse a directory holding another run before any work
+            rundir.claim(self.dir, self.resolved, overwrite=overwrite, exclusive=run_dir is None, create=False)
         world, params = build_world(config, engine.nodes, **parts)
         self.world, self.params = world, params
         self.trainer = Trainer(world.flat, world.dataset.train_x.to(params.device),
@@ -112,30 +124,41 @@ class _Run:
         self.eval_rows = np.flatnonzero(np.isin(self.hosted, world.eval_nodes))
         self.metric_name = "accuracy" if world.dataset.task == "classification" else "rmse"
         self.slowdown = stragglers(config)[self.hosted]
-        self.resolved = config_mod.to_dict(config)
-        self.dir = Path(run_dir) if run_dir else rundir.default_path(config.sharing.algorithm, config.data.name,
-                                                                     engine.started)
         self.ckpt = rundir.checkpoint_path(self.dir, engine.rank, engine.world_size)
         self.metrics: list[dict[str, Any]] = []
         self.first_round = 0
+        self.timer = _Timer()
+        self.pending = False  # this round's evaluation was cut short by a stop request
         if resume:
             self._restore()
         self.writer = None
         if write and engine.rank == 0:
-            if not resume:
+            if claimed:
                 rundir.claim(self.dir, self.resolved, overwrite=overwrite, exclusive=run_dir is None)
             self.writer = rundir.Writer(self.dir, self.resolved, self.metrics)
         self.write, self.quiet = write, quiet
-        self.timer = _Timer()
 
     def _restore(self) -> None:
+        summary = self.dir / rundir.SUMMARY
+        if not self.ckpt.exists() and summary.exists():
+            raise RunDirError(f"run {self.dir} is finished and wrote no checkpoint, so it cannot be continued (set "
+                              "checkpoint.every to make a run that can be extended)")
         loaded = checkpoint.load(self.ckpt, config=self.resolved, shape=tuple(self.params.shape))
+        if loaded.round >= self.config.rounds:
+            raise RunDirError(f"run {self.dir} is finished ({loaded.round} of {self.config.rounds} rounds); to "
+                              f"extend it, resume with more rounds: jwins run --resume {self.dir} --rounds "
+                              f"{2 * loaded.round}")
         device = self.params.device
         self.params = torch.from_numpy(np.array(loaded.params)).to(device)
         if self.train_state.momentum is not None:
             self.train_state.momentum = torch.from_numpy(np.array(loaded.momentum)).to(device)
         self.share_state = checkpoint.restore_state(self.share_state, loaded.sharing, device)
         self.first_round, self.metrics = loaded.round, loaded.metrics
+        if loaded.extra.get("pending_evaluation"):  # the run was stopped during this round's evaluation
+            acc, loss = self._evaluate(None)
+            if self.engine.rank == 0:
+                record = {k: v for k, v in self.metrics[-1].items() if k != "pending_evaluation"}
+                self.metrics[-1] = {**record, **self._test_fields(acc, loss)}
 
     def loop(self) -> Result:
         config, engine = self.config, self.engine
@@ -144,7 +167,8 @@ class _Run:
         before, start = last.get("seconds", 0.0), time.perf_counter()
         bar = _Progress(config, self.first_round) if not self.quiet and engine.rank == 0 else None
         completed = self.first_round
-        with _GracefulStop() as stop:
+        with _GracefulStop(announce=engine.rank == 0) as stop:
+            self.stop = stop
             try:
                 for r in range(self.first_round, config.rounds):
                     gathered, acc, loss, round_seconds, offline = self._round(r)
@@ -164,10 +188,11 @@ class _Run:
                     if self.write and (due or stopping):
                         checkpoint.save(self.ckpt, round=r + 1, config=self.resolved, params=self.params,
                                         momentum=self.train_state.momentum, sharing_state=self.share_state,
-                                        metrics=self.metrics)
+                                        metrics=self.metrics, extra={"pending_evaluation": self.pending})
                     if stopping and r + 1 < config.rounds:
                         raise Interrupted(f"stopped after round {r + 1} of {config.rounds}; a checkpoint is in "
-                                          f"{self.dir}: continue with `jwins run --resume {self.dir}`")
+                                          f"{self.dir}: continue with `jwins run --resume {self.dir}`",
+                                          stop.signum)
             finally:
                 if bar is not None:
                     bar.close()
@@ -195,17 +220,35 @@ class _Run:
         self.params, self.share_state = out.params, out.state
         compute_seconds = time.perf_counter() - round_start
         acc = loss = None
+        self.pending = False
         if (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds:
-            with self.timer("evaluate"):
-                acc_h, loss_h = evaluate(w.flat, self.params[self.eval_rows], w.test_x, w.test_y,
-                                         task=w.dataset.task, batch_size=config.eval.batch_size)
-            full_acc, full_loss = np.full(len(self.hosted), np.nan), np.full(len(self.hosted), np.nan)
-            full_acc[self.eval_rows], full_loss[self.eval_rows] = acc_h, loss_h
-            acc, loss = engine.gather(full_acc), engine.gather(full_loss)
+            last = r + 1 == config.rounds  # the final evaluation is never skipped
+            acc, loss = self._evaluate(None if last else (lambda: self.stop.requested))
+            self.pending = acc is None  # stopped during the evaluation: it is done on resume
         per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * self.slowdown
         message_bytes = out.sent[:, 0] / np.maximum(w.graph.degrees[self.hosted], 1)
         gathered = engine.gather(np.column_stack([losses, out.sent, out.alphas, per_node_compute, message_bytes]))
         return gathered, acc, loss, time.perf_counter() - round_start, offline
+
+    def _evaluate(self, should_stop):
+        """Every rank evaluates its sampled nodes; rank 0 gets the world's (metric, loss) rows. (None, None) on
+        every rank when a stop request cut the evaluation short on any rank."""
+        w, engine = self.world, self.engine
+        with self.timer("evaluate"):
+            result = evaluate(w.flat, self.params[self.eval_rows], w.test_x, w.test_y, task=w.dataset.task,
+                              batch_size=self.config.eval.batch_size, should_stop=should_stop)
+        if engine.world_size > 1 and should_stop is not None:
+            result = None if engine.agree(result is None) else result
+        if result is None:
+            return None, None
+        full_acc, full_loss = np.full(len(self.hosted), np.nan), np.full(len(self.hosted), np.nan)
+        full_acc[self.eval_rows], full_loss[self.eval_rows] = result
+        return engine.gather(full_acc), engine.gather(full_loss)
+
+    def _test_fields(self, acc: np.ndarray, loss: np.ndarray) -> dict[str, Any]:
+        a = acc[~np.isnan(acc)]
+        return dict(test_accuracy=float(a.mean()), test_accuracy_min=float(a.min()), test_accuracy_max=float(a.max()),
+                    test_loss=_nanmean(loss), test_metric_name=self.metric_name)
 
     def _record(self, r: int, gathered: np.ndarray, acc, loss, round_seconds: float, offline: np.ndarray,
                 cumulative: float, net_total: float, seconds: float) -> dict[str, Any]:
@@ -227,9 +270,9 @@ class _Run:
             record["network_seconds"] = net_total + network_time(config, gathered[:, 6], gathered[:, 7],
                                                                  self.world.graph.degrees)
         if acc is not None:
-            a = acc[~np.isnan(acc)]
-            record.update(test_accuracy=float(a.mean()), test_accuracy_min=float(a.min()),
-                          test_accuracy_max=float(a.max()), test_loss=_nanmean(loss), test_metric_name=self.metric_name)
+            record.update(self._test_fields(acc, loss))
+        elif self.pending:
+            record["pending_evaluation"] = True
         return record
 
 
@@ -275,26 +318,41 @@ class _Timer:
 
 
 class _GracefulStop:
-    """The first Ctrl-C asks the loop to stop after the current round (and write a checkpoint); the second
-    interrupts at once."""
+    """Ctrl-C (SIGINT) or SIGTERM, the first time: stop after the current round, skipping its evaluation if it
+    is running (it is done on resume), and write a checkpoint; the second: say so again; the third: stop at
+    once (the newest complete checkpoint and the metrics written so far stay usable)."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self.count = 0
+        self.announce = announce
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
+        self.count += 1
+        if self.count >= 3:
             raise KeyboardInterrupt
-        self.requested = True
+        if not self.requested:
+            self.requested, self.signum = True, signum
+        if self.announce:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            if self.count == 1:
+                print(f"\njwins: {name}: stopping after the current round, with a checkpoint "
+                      "(twice more to quit at once, without it)", file=sys.stderr, flush=True)
+            else:
+                print("jwins: still finishing the current round to write its checkpoint; once more to quit "
+                      "without it", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _nanmean(a: np.ndarray) -> float:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,18 +61,42 @@ def launch_local_workers(run_dir: str | Path, workers: int, *, timeout: float = 
         base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     cmd = [*(command or [sys.executable, "-m", "jwins.launch"]), str(run_dir)]
     cmd += ["--resume"] * resume + ["--quiet"] * quiet
+    base["JWINS_LAUNCHER_PID"] = str(os.getpid())
     procs: list[subprocess.Popen] = []
+    forwarding = _Forward(procs)
     try:
         for r in range(workers):
+            # each rank in its own session: a Ctrl-C in the terminal reaches the launcher only, which forwards it
+            # once to every rank (so all of them stop after the same round, with a checkpoint)
             procs.append(subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r),
-                                                    "ROLE_RANK": str(r)}))
+                                                    "ROLE_RANK": str(r)}, start_new_session=True))
         return _supervise(procs, timeout)
-    except KeyboardInterrupt:
-        # the ranks got the same Ctrl-C (same process group): let them stop after their round
-        _stop(procs, grace=timeout + 5)
-        raise
     finally:
+        forwarding.restore()
         _stop(procs, grace=0)
+
+
+class _Forward:
+    """While the ranks run, SIGINT and SIGTERM sent to the launcher go to every rank (they stop after the
+    current round with a checkpoint; the third stops them at once)."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs = procs
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _forward(self, signum, frame):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    p.send_signal(signum)
+                except OSError:
+                    pass
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _supervise(procs: list[subprocess.Popen], timeout: float) -> int:
@@ -98,8 +123,10 @@ def _supervise(procs: list[subprocess.Popen], timeout: float) -> int:
         time.sleep(0.05)
     if not failed:
         return 0
-    if all(code == 130 for _, code in failed) and len(failed) == len(procs):
-        return 130   # Ctrl-C: every rank stopped after the same round and said how to resume
+    codes = {code for _, code in failed}
+    if len(failed) == len(procs) and len(codes) == 1 and codes <= {130, 143}:
+        return codes.pop()   # Ctrl-C or SIGTERM: every rank stopped after the same round and rank 0 said how
+        # to resume
     listed = ", ".join(f"rank {r} ({_status(c)})" for r, c in failed)
     raise JwinsError(f"{len(failed)} of {len(procs)} local ranks failed, in this order: {listed}; "
                      "each rank's own error is printed above")
@@ -143,6 +170,7 @@ def rank_main(argv: Sequence[str] | None = None, *, wrap_transport: Callable[[An
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    _die_with_launcher()
     from . import config as config_mod
     from .engine.distributed import DistributedEngine
     from .experiment import Interrupted, run
@@ -160,13 +188,35 @@ def rank_main(argv: Sequence[str] | None = None, *, wrap_transport: Callable[[An
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
             print(f"jwins: {e}", file=sys.stderr)
-        return 130
+        return e.exit_status
     except JwinsError as e:
         print(f"jwins: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _die_with_launcher() -> None:
+    """A rank whose launcher is gone (killed, crashed) gets SIGTERM: it stops after the current round with a
+    checkpoint instead of running on as an orphan. Linux's parent-death signal where there is one, else a
+    thread that watches the parent."""
+    launcher = int(os.environ.get("JWINS_LAUNCHER_PID", "0") or 0)
+    if not launcher:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == launcher:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="jwins-launcher-watch", daemon=True).start()
+    if os.getppid() != launcher:  # it died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,44 @@ def plot_runs(run_dirs: Iterable[Run | str | Path], out_dir: str | Path, *, labe
     return _plot(runs, Path(out_dir), title=title)
 
 
+def plot_groups(groups: dict[str, Sequence[Run | str | Path]], out_dir: str | Path, *, title: str | None = None
+                ) -> list[Path]:
+    """One curve per group of runs that differ only in their seed: the mean over seeds, with a shaded band of
+    the 95% Student-t interval of that mean (a group of one run is drawn as :func:`plot_runs` draws it, with
+    its min-max band over nodes). Returns the files written."""
+    runs = [_mean_run(label, as_runs(group)) for label, group in groups.items()]
+    seeds = {len(group) for group in groups.values()}
+    if max(seeds) < 2:
+        return plot_runs(runs, out_dir, title=title)
+    return _plot(runs, Path(out_dir), title=title, band=f"95% CI over {'/'.join(map(str, sorted(seeds)))} seeds")
+
+
+def _mean_run(label: str, runs: list[Run]) -> Run:
+    """A run whose metrics are the mean over ``runs`` (round by round), ``test_accuracy_min``/``_max`` the
+    mean minus/plus the t-interval half-width over them."""
+    from .report import t_interval
+
+    if len(runs) == 1:
+        return runs[0].relabel(label)
+    length = min(len(r.metrics) for r in runs)
+    records = []
+    for i in range(length):
+        rows = [r.metrics[i] for r in runs]
+        record: dict[str, Any] = {"round": rows[0]["round"]}
+        for key in ("train_loss", "cumulative_bytes", "alpha", "network_seconds", "test_accuracy"):
+            values = [row[key] for row in rows if _finite(row.get(key))]
+            if len(values) == len(rows):
+                record[key] = sum(values) / len(values)
+        if "test_accuracy" in record:
+            half = t_interval([row["test_accuracy"] for row in rows]) or 0.0
+            record.update(test_accuracy_min=record["test_accuracy"] - half,
+                          test_accuracy_max=record["test_accuracy"] + half,
+                          test_metric_name=rows[0].get("test_metric_name", "accuracy"))
+        records.append(record)
+    first = runs[0]
+    return Run(first.dir, first.config, records, first.summary, label)
+
+
 def _subtitle(runs: list[Run]) -> str:
     datasets = sorted({str(r.dataset) for r in runs if r.dataset})
     nodes = sorted({r.nodes for r in runs if r.nodes})
@@ -70,7 +108,7 @@ def _heading(title: str | None, runs: list[Run]) -> str:
     return title if named or not sub else f"{title}: {sub}"
 
 
-def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
+def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–max over nodes") -> list[Path]:
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -129,7 +167,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
     def markevery(n: int) -> int:
         return max(1, math.ceil(n / 12))
 
-    def draw(ax, runs_: list[Run], x_of, band: bool = True) -> None:
+    def draw(ax, runs_: list[Run], x_of, shaded: bool = True) -> None:
         for r in runs_:
             ev = [m for m in r.evaluated if _finite(x_of(m))]
             if not ev:
@@ -138,19 +176,20 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
             x = [x_of(m) for m in ev]
             y = [m["test_accuracy"] * scale for m in ev]
             single = len(runs_) == 1
+            mean = "mean over nodes" if band.endswith("nodes") else "mean over seeds"
             ax.plot(x, y, color=color, marker=marker, ls=ls, lw=1.6, ms=4.5, markevery=markevery(len(x)),
-                    label="mean over nodes" if single else r.label)
+                    label=mean if single else r.label)
             lo = [m.get("test_accuracy_min") for m in ev]
             hi = [m.get("test_accuracy_max") for m in ev]
-            if not (band and all(_finite(v) for v in lo + hi) and lo != hi):
+            if not (shaded and all(_finite(v) for v in lo + hi) and lo != hi):
                 continue
             lo, hi = [v * scale for v in lo], [v * scale for v in hi]
             if len(x) == 1:  # a band needs two points: one evaluation gets an error bar
                 ax.errorbar(x, y, yerr=[[max(0.0, y[0] - lo[0])], [max(0.0, hi[0] - y[0])]], color=color,
-                            capsize=4, lw=1.2, ls="none", label="min–max over nodes" if single else None)
+                            capsize=4, lw=1.2, ls="none", label=band if single else None)
             else:
                 ax.fill_between(x, lo, hi, color=color, alpha=0.15 if len(runs_) <= 3 else 0.1, lw=0,
-                                label="min–max over nodes" if single else None)
+                                label=band if single else None)
         if acc:  # percentages: never below 0 or above 100, whatever the band's margin
             lo_, hi_ = ax.get_ylim()
             ax.set_ylim(max(0.0, lo_), min(100.5, hi_))
@@ -195,7 +234,8 @@ def _plot(runs: list[Run], out: Path, *, title: str | None) -> list[Path]:
     save(fig, ax, "loss")
 
     # alpha per round
-    with_alpha = [r for r in runs if any(_finite(m.get("alpha")) for m in r.metrics)]
+    # (a run that always sends everything, full sharing, draws no alpha figure: it would be a flat line at 100%)
+    with_alpha = [r for r in runs if any(_finite(m.get("alpha")) and m["alpha"] < 1 for m in r.metrics)]
     if with_alpha:
         fig, ax = new("Fraction of coefficients sent per round (α)")
         fixed: dict[float, list[tuple[Run, list, list]]] = {}

@@ -193,6 +193,25 @@ def _secs(v: Any) -> str | None:
     return f"{v:.1f}" if _finite(v) else None
 
 
+def _pm(row: dict[str, Any], key: str, fmt) -> str | None:
+    """A cell: the value, with `` ± half-width`` when the row is a mean over seeds, and ``(k/n)`` when only k of
+    n seeds reached a target."""
+    text = fmt(row.get(key))
+    if text is None:
+        return None
+    ci = row.get(f"{key}_ci")
+    if ci is not None:
+        text += f" ± {fmt(ci) if key not in ('rounds_to_target',) else f'{ci:.0f}'}"
+    reached, seeds = row.get(f"{key}_reached"), row.get("seeds", 1)
+    if reached is not None and reached < seeds:
+        text += f" ({reached}/{seeds})"
+    return text
+
+
+def _rounds(v: Any) -> str | None:
+    return None if not _finite(v) else (f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}")
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     """(header, row -> text or None) for each column that applies to these rows."""
     metrics = {row.get("metric", "accuracy") for row in rows}
@@ -202,10 +221,10 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     ref = refs.pop() if len(refs) == 1 else "ref"
     cols: list[tuple[str, Any]] = [
         ("run", lambda r: r.get("label")),
-        (f"final {unit}", lambda r: _metric(r.get("final_mean"), r.get("metric", "accuracy"))),
-        (worst, lambda r: _metric(r.get("final_worst", r.get("final_min")), r.get("metric", "accuracy"))),
-        ("MB/node", lambda r: _mb(r.get("bytes_per_node"))),
-        (f"vs {ref} %", lambda r: _pct(r.get("bytes_relative"), 1)),
+        (f"final {unit}", lambda r: _pm(r, "final_mean", lambda v: _metric(v, r.get("metric", "accuracy")))),
+        (worst, lambda r: _pm(r, "final_worst", lambda v: _metric(v, r.get("metric", "accuracy")))),
+        ("MB/node", lambda r: _pm(r, "bytes_per_node", _mb)),
+        (f"vs {ref} %", lambda r: _pm(r, "bytes_relative", lambda v: _pct(v, 1))),
         ("index MB", lambda r: _mb(r.get("bytes_indices_per_node"))),
         ("value MB", lambda r: _mb(r.get("bytes_values_per_node"))),
         ("header MB", lambda r: _mb(r.get("bytes_header_per_node"))),
@@ -217,9 +236,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
             at = f"{100 * t:.1f}%" if metric == "accuracy" else f"RMSE {t:.4g}"
         else:
             at = "target"
-        cols += [(f"rounds to {at}", lambda r: None if r.get("rounds_to_target") is None
-                  else str(r["rounds_to_target"])),
-                 (f"MB to {at}", lambda r: _mb(r.get("bytes_to_target")))]
+        cols += [(f"rounds to {at}", lambda r: _pm(r, "rounds_to_target", _rounds)),
+                 (f"MB to {at}", lambda r: _pm(r, "bytes_to_target", _mb))]
         if any("network_seconds_to_target" in row for row in rows):
             cols.append((f"net s to {at}", lambda r: _secs(r.get("network_seconds_to_target"))))
     if any("network_seconds" in row for row in rows):
@@ -234,9 +252,19 @@ def _cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def _footnote(rows: list[dict[str, Any]]) -> str | None:
+    seeds = {row.get("seeds", 1) for row in rows}
+    if max(seeds) < 2:
+        return None
+    n = "/".join(str(k) for k in sorted(seeds))
+    return (f"mean ± half-width of the 95% Student-t interval over {n} seeds; (k/n): only k of n seeds reached "
+            "the target, the mean is over those")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of :func:`compare_table` as an aligned plain-text table (accuracy in %, bytes in MB per
-    node, modelled network time in s; "-" where a value is missing or a target was not reached)."""
+    """The rows of :func:`compare_table` or :func:`seed_table` as an aligned plain-text table (accuracy in %,
+    bytes in MB per node, modelled network time in s; "-" where a value is missing or a target was not
+    reached)."""
     if not rows:
         return "(no runs)"
     header, body = _cells(rows)
@@ -246,15 +274,73 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(line) for line in body)])
+    note = _footnote(rows)
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in body), *([note] if note else [])])
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of :func:`compare_table` as a GitHub-flavoured markdown table."""
+    """The rows of :func:`compare_table` or :func:`seed_table` as a GitHub-flavoured markdown table."""
     if not rows:
         return ""
     header, body = _cells(rows)
     esc = (lambda s: s.replace("|", "\\|"))
     align = [":---" if i == 0 else "---:" for i in range(len(header))]
     lines = [header, align, *body]
-    return "\n".join("| " + " | ".join(esc(c) for c in line) + " |" for line in lines)
+    table = "\n".join("| " + " | ".join(esc(c) for c in line) + " |" for line in lines)
+    note = _footnote(rows)
+    return table + (f"\n\n{note}" if note else "")
+
+
+# --------------------------------------------------------------------------------------------- seeds
+
+MEANS = ("final_mean", "final_min", "final_max", "final_worst", "bytes_per_node", "bytes_relative",
+         "bytes_indices_per_node", "bytes_values_per_node", "bytes_header_per_node", "seconds", "rounds_to_target",
+         "bytes_to_target", "network_seconds", "network_seconds_to_target")
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> float | None:
+    """Half-width of the Student-t confidence interval of the mean of ``values`` (None for fewer than 2).
+
+    >>> round(t_interval([1.0, 2.0, 3.0]), 4)  # t(0.975, 2) * 1 / sqrt(3)
+    2.4841
+    """
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy.stats import t
+
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return float(t.ppf(0.5 + confidence / 2, n - 1) * sd / n ** 0.5)
+
+
+def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float | None = None,
+               reference: str = "full") -> list[dict[str, Any]]:
+    """One row per group of runs that differ only in their seed (label -> runs, every group with its seeds in
+    the same order): the columns of :func:`compare_table`, each the mean over seeds, with ``<key>_ci`` (the
+    half-width of the 95% Student-t interval) when there are several seeds. Bytes relative to the reference
+    are taken per seed (against the reference run of the same seed), then averaged. For rounds and bytes to
+    the target, the mean is over the seeds that reached it (``<key>_reached`` of ``seeds``)."""
+    labels = list(groups)
+    runs = {label: as_runs(groups[label]) for label in labels}
+    counts = {len(r) for r in runs.values()}
+    if len(counts) != 1:
+        raise JwinsError(f"every group needs the same seeds; got {sorted(counts)} runs per group")
+    n = counts.pop()
+    per_seed = [compare_table([runs[label][i].relabel(label) for label in labels], target=target,
+                              reference=reference) for i in range(n)]
+    rows = []
+    for j in range(len(labels)):
+        seeds = [per_seed[i][j] for i in range(n)]
+        row = {**seeds[0], "seeds": n}
+        for key in MEANS:
+            if not any(key in r for r in seeds):
+                continue
+            known = [r[key] for r in seeds if _finite(r.get(key))]
+            row[key] = sum(known) / len(known) if known else None
+            if n > 1:
+                row[f"{key}_ci"] = t_interval(known)
+            if key.endswith("_to_target"):
+                row[f"{key}_reached"] = len(known)
+        rows.append(row)
+    return rows

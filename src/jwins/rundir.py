@@ -43,15 +43,20 @@ def _short(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "run"
 
 
-def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, exclusive: bool = False) -> Path:
-    """Make ``path`` this run's directory and return it.
+def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, exclusive: bool = False,
+          create: bool = True) -> Path:
+    """Make ``path`` this run's directory and return it (``create=False``: only check that it could be).
 
     Refused (:class:`RunDirError`, one line): a path that is a file, or lies under one, or cannot be created; a
     directory that holds anything but this run's own ``config.json`` (``overwrite`` replaces such a directory as
     a whole); with ``exclusive``, a directory that exists at all (default names)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} is a file; choose another --out")
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == path else f"lies under {parent}, which is a file"
+                raise RunDirError(f"run directory {path} {where}; choose another --out")
+            break
     if path.is_dir():
         if exclusive:
             raise RunDirError(f"run directory {path} exists already; choose another --out")
@@ -61,10 +66,14 @@ def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, 
                 shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
                 raise RunDirError(f"run directory {path} is not empty ({shown}); choose another --out, replace it "
                                   "with --overwrite, or continue the run in it with --resume")
+            if not create:
+                return path
             try:
                 shutil.rmtree(path)
             except OSError as e:
                 raise RunDirError(f"cannot replace run directory {path}: {e.strerror or e}") from None
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=not exclusive)
     except FileExistsError:
@@ -220,7 +229,9 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                hint = " (the run may have been stopped mid-write)" if not line.endswith("\n") else ""
+                if not line.endswith("\n") and f.read(1) == "":
+                    break  # the last line, cut short by a crash mid-write: the rounds before it stand
+                hint = ""
                 raise JwinsError(f"{path} line {n} is not valid JSON: {e.msg} at column {e.colno}{hint}: "
                                  f"{_clip(line)}") from None
             if not isinstance(record, dict):

@@ -164,7 +164,7 @@ def _check_nodes(num_nodes: Any, minimum: int = 1, what: str = "graph") -> int:
     except TypeError:
         raise TopologyError(f"num_nodes must be an integer, got {num_nodes!r}") from None
     if n < minimum:
-        raise TopologyError(f"a {what} needs num_nodes >= {minimum}, got {n}")
+        raise TopologyError(f"a {what} needs at least {minimum} nodes, got {n}")
     return n
 
 
@@ -278,12 +278,12 @@ def regular(num_nodes: int, degree: int, *, seed: int) -> Graph:
         raise TopologyError(f"regular graph degree must be >= 1, got {d}; use degree 2 or more")
     if d >= n:
         raise TopologyError(
-            f"regular graph degree {d} must be smaller than num_nodes {n}; use degree <= {n - 1} "
+            f"regular graph degree {d} must be smaller than the number of nodes {n}; use degree <= {n - 1} "
             f"(degree {n - 1} is the full graph)"
         )
     if (n * d) % 2:
         raise TopologyError(
-            f"no {d}-regular graph on {n} nodes exists: num_nodes * degree = {n * d} is odd; "
+            f"no {d}-regular graph on {n} nodes exists: nodes * degree = {n * d} is odd; "
             f"use an even degree ({d - 1 if d > 1 else d + 1} or {d + 1}) or an even number of nodes"
         )
     if d == 1 and n > 2:
@@ -346,7 +346,7 @@ def small_world(num_nodes: int, degree: int, *, probability: float, seed: int) -
     seed = _check_seed(seed)
     if k < 2 or k % 2 or k >= n:
         raise TopologyError(
-            f"small-world degree must be even, >= 2 and < num_nodes ({n}), got {k}; "
+            f"small-world degree must be even, >= 2 and < the number of nodes ({n}), got {k}; "
             f"each node joins degree/2 ring neighbours on each side"
         )
     for s in _attempt_seeds(seed):
@@ -429,7 +429,7 @@ def from_edge_list(path: str | os.PathLike, *, num_nodes: int | None = None) -> 
         raise TopologyError(f"{path}: the edge-list file is empty; its first line must be the number of nodes")
     if num_nodes is not None and int(num_nodes) != n:
         raise TopologyError(
-            f"{path} declares {n} nodes but {num_nodes} were asked for; set num_nodes to {n} or use another file"
+            f"{path} declares {n} nodes but {num_nodes} were asked for; set nodes = {n} or use another file"
         )
     return Graph(n, tuple(tuple(sorted(s)) for s in adj))
 

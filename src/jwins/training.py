@@ -12,6 +12,7 @@ node's tiny ops. What a node computes does not depend on which thread runs it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,8 +132,12 @@ class Trainer:
 
 @torch.inference_mode()
 def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *, task: str,
-             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Per-node (metric, loss) on a test set: accuracy for classification, RMSE for regression."""
+             batch_size: int = 256, should_stop: Callable[[], bool] | None = None
+             ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-node (metric, loss) on a test set: accuracy for classification, RMSE for regression.
+
+    ``should_stop`` is asked before every batch; once it says True the remaining batches are skipped and the
+    result is None (a run being stopped does not wait for a long evaluation)."""
     n = params.shape[0]
     metric, loss = np.zeros(n), np.zeros(n)
     count = len(test_y)
@@ -140,7 +145,9 @@ def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *,
     starts = range(0, count, batch_size)
 
     @torch.inference_mode()
-    def one(model: FlatModel, item: tuple[int, int]) -> tuple[float, float]:
+    def one(model: FlatModel, item: tuple[int, int]) -> tuple[float, float] | None:
+        if should_stop is not None and should_stop():
+            return None
         i, start = item
         x = test_x[start:start + batch_size].to(params.device)
         y = test_y[start:start + batch_size].to(params.device)
@@ -151,7 +158,10 @@ def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *,
 
     # every (node, batch) is independent: spread them over the workers, then sum each node's in batch order
     items = [(i, start) for i in range(n) for start in starts]
-    results = iter(parallel.map_nodes(one, items, flat, parallel.budget(params.device)))
+    done = parallel.map_nodes(one, items, flat, parallel.budget(params.device))
+    if any(r is None for r in done):
+        return None
+    results = iter(done)
     for i in range(n):
         correct = total_loss = 0.0
         for _ in starts:

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -29,7 +30,7 @@ from torch import nn
 from . import rng, topology, wire
 from .config import Config
 from .data import Dataset, partition as partition_data
-from .errors import ConfigError, JwinsError
+from .errors import ConfigError, DataError, JwinsError
 from .flat import FlatModel, init_params
 from .registry import DATASETS, MODELS, PYTHON_OBJECT, SHARING, call, import_name
 from .sharing.base import Mixing, Sharing
@@ -100,6 +101,9 @@ def load_dataset(config: Config, dataset: Any = None) -> tuple[Dataset, str | No
     d = config.data
     if isinstance(dataset, Dataset):
         return dataset, None
+    if d.root and not Path(d.root).expanduser().exists():
+        raise DataError(f"data.root = {d.root!r} does not exist; correct the path, or set data.root = \"\" to "
+                        "search $JWINS_DATA and the standard places")
     source = dataset if dataset is not None else DATASETS.load(d.name, config.import_paths)
     default_model = getattr(source, "default_model", None)
     load = getattr(source, "load", source)  # a DatasetSpec, or a factory
