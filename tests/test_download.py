@@ -146,7 +146,7 @@ def test_size_and_md5_checks(tmp_path, monkeypatch):
     use(monkeypatch, FakeNet({URL: PAYLOAD}), remote(sha256=None, size=None, md5="0" * 32))
     with pytest.raises(DataError, match="md5"):
         download("mnist", tmp_path, progress=False)
-    assert list((tmp_path / "mnist").iterdir()) == []
+    assert not (tmp_path / "mnist").exists()  # the dataset folder it created is removed again
 
 
 def test_interrupted_download_is_never_final_and_resumes(tmp_path, monkeypatch):
@@ -270,3 +270,160 @@ def test_sources_are_well_formed():
     assert all(r.sha256 for r in dl.SOURCES["mnist"] + dl.SOURCES["fashion-mnist"] + dl.SOURCES["cifar10"])
     with pytest.raises(DataError, match="unknown dataset"):
         download("nope", "/nonexistent")
+
+
+# ---------------------------------------------------------------------------------------------- size caps
+
+
+class Zeros(io.RawIOBase):
+    """``n`` zero bytes, produced as read (so a big archive member costs no memory to write)."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def tar_bomb(size: int, name: str = "big/zeros.bin") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=9) as tar:
+        tar.addfile(tarfile.TarInfo("big/small.txt"), io.BytesIO(b""))
+        info = tarfile.TarInfo(name)
+        info.size = size
+        tar.addfile(info, Zeros(size))
+    return buf.getvalue()
+
+
+def zip_bomb(size: int, name: str = "big/zeros.bin", method=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf, zf.open(name, "w", force_zip64=True) as out:
+        for _ in range(size // (1 << 20)):
+            out.write(bytes(1 << 20))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def unpacked_sizes(monkeypatch):
+    """The bytes each temporary unpacking folder held when it was removed."""
+    sizes: list[int] = []
+    rmtree = dl.shutil.rmtree
+
+    def measure(path, *args, **kwargs):
+        if Path(path).name.startswith(".unpack-"):
+            sizes.append(sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()))
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(dl.shutil, "rmtree", measure)
+    return sizes
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_archive_bomb_stops_at_the_cap_and_leaves_nothing(tmp_path, monkeypatch, unpacked_sizes, kind):
+    """A 20 KB archive that unpacks to 20 MiB, fetched for a Remote whose archive unpacks to at most 1 MiB: the
+    unpacking stops at the cap while streaming and removes what it wrote; one line names the archive."""
+    body = tar_bomb(20 << 20) if kind == "tar.gz" else zip_bomb(20 << 20)
+    assert len(body) < 100_000
+    r, files = archive_remote(f"a.{kind}", body, max_unpacked=1 << 20)
+    use(monkeypatch, FakeNet(files), r)
+    with pytest.raises(DataError) as e:
+        download("mnist", tmp_path, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and f"a.{kind}: unpacks to more than 1048576 bytes" in msg, msg
+    assert unpacked_sizes and max(unpacked_sizes) <= (1 << 20) + dl._CHUNK   # never more than the cap on disk
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == [f"a.{kind}"]   # no member, no .unpack-*
+    # the same archive with room enough unpacks
+    r, files = archive_remote(f"a.{kind}", body, max_unpacked=32 << 20)
+    use(monkeypatch, FakeNet(files), r)
+    out = download("mnist", tmp_path, progress=False)
+    assert (out / "big" / "zeros.bin").stat().st_size == 20 << 20
+
+
+def test_official_archives_have_a_cap():
+    remotes = [r for rs in dl.SOURCES.values() for r in rs] + list(dl.MOVIELENS_VARIANTS.values())
+    for r in remotes:
+        if r.extract:
+            assert r.max_unpacked and r.max_unpacked <= dl.MAX_UNPACKED, r.filename
+    # the cap of CIFAR's archives is above their real unpacked size (178 MiB), with a margin
+    assert dl.SOURCES["cifar10"][0].max_unpacked >= 200 << 20
+
+
+def test_tar_member_declaring_a_huge_size_is_refused_before_reading(tmp_path, monkeypatch, unpacked_sizes):
+    """A tar header that claims 1 TB for a member (a few bytes follow): refused from the header, nothing read."""
+    info = tarfile.TarInfo("big/huge.bin")
+    info.size = 10**12
+    raw = info.tobuf(format=tarfile.PAX_FORMAT) + b"x" * 4096
+    buf = io.BytesIO()
+    import gzip
+
+    with gzip.GzipFile(fileobj=buf, mode="wb") as gz:
+        gz.write(raw)
+    r, files = archive_remote("a.tar.gz", buf.getvalue(), max_unpacked=1 << 20)
+    use(monkeypatch, FakeNet(files), r)
+    with pytest.raises(DataError, match=r"a.tar.gz: unpacks to more than 1048576 bytes \(member 'big/huge.bin' ends"):
+        download("mnist", tmp_path, progress=False)
+    assert unpacked_sizes == [0]
+
+
+def _patch_zip_sizes(body: bytes, size: int) -> bytes:
+    """The zip with its one member's uncompressed size (local header and central directory) set to ``size``."""
+    import struct
+
+    data = bytearray(body)
+    local = data.index(b"PK\x03\x04")
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, size)
+    struct.pack_into("<I", data, central + 24, size)
+    return bytes(data)
+
+
+def test_zip_member_that_lies_about_its_size(tmp_path, monkeypatch, unpacked_sizes):
+    """The zip directory says 100 bytes, the deflate stream holds 4 MiB: no more than 100 bytes are written, and
+    the member's CRC gives it away."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("m.bin", bytes(4 << 20))
+    body = _patch_zip_sizes(buf.getvalue(), 100)
+    r, files = archive_remote("a.zip", body, max_unpacked=1 << 20)
+    use(monkeypatch, FakeNet(files), r)
+    with pytest.raises(DataError, match=r"a.zip: cannot be unpacked \(BadZipFile: Bad CRC-32 for file 'm.bin'\)"):
+        download("mnist", tmp_path, progress=False)
+    assert max(unpacked_sizes) <= 100
+
+
+def test_zip_without_an_output_bound_or_with_too_many_entries(tmp_path, monkeypatch):
+    r, files = archive_remote("a.zip", zip_bomb(1 << 20, method=zipfile.ZIP_BZIP2), max_unpacked=4 << 20)
+    use(monkeypatch, FakeNet(files), r)
+    with pytest.raises(DataError, match=r"refusing to extract 'big/zeros.bin': compressed with method 12"):
+        download("mnist", tmp_path, progress=False)
+    monkeypatch.setattr(dl, "MAX_MEMBERS", 5)
+    for kind in ("zip", "tar.gz"):
+        members = {f"d/{i}.txt": b"x" for i in range(6)}
+        body = zip_bytes(members) if kind == "zip" else tar_gz(members)
+        r, files = archive_remote(f"many.{kind}", body)
+        use(monkeypatch, FakeNet(files), r)
+        with pytest.raises(DataError, match=f"many.{kind}: more than 5 entries"):
+            download("mnist", tmp_path / kind, progress=False)
+
+
+def test_failed_download_removes_the_folders_it_created(tmp_path, monkeypatch):
+    use(monkeypatch, FakeNet({}), remote())
+    root = tmp_path / "new" / "deeper"
+    with pytest.raises(DataError, match="could not download data.bin"):
+        download("mnist", root, progress=False)
+    assert not (tmp_path / "new").exists()
+    # a root that was there stays, and a folder holding a .part file to resume from stays
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataError):
+        download("mnist", tmp_path / "kept", progress=False)
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "mnist").exists()
+    use(monkeypatch, FakeNet({URL: PAYLOAD}, cut_after=1000), remote())
+    with pytest.raises(DataError, match="resumes"):
+        download("mnist", root, progress=False)
+    assert (root / "mnist" / "data.bin.part").stat().st_size == 1000

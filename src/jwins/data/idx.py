@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset, DatasetSpec
-from .files import Located, _image_dataset, _read_bytes, check_max_samples, download_hint, locate_or_raise, searcher
+from .files import (READ_ERRORS, Located, _cannot_read, _image_dataset, _open_binary, _read_upto, check_max_samples,
+                    download_hint, locate_or_raise, searcher)
 
 __all__ = ["FASHION_MNIST", "MNIST"]
 
@@ -39,28 +40,53 @@ def _locate_idx(d: Path, torchvision_dir: str) -> Located | str:
     return "no " + ", ".join(f"{m}[.gz]" for m in missing)
 
 
+# The largest IDX file read (its data, after gunzipping); a header whose dims multiply to more is refused
+# before any data is read. MNIST's training images are 47 MB, EMNIST's largest split 0.55 GB.
+MAX_IDX_BYTES = 2 << 30
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    data = _read_bytes(path)
+    """An IDX file of unsigned bytes: the header is read (and gunzipped) first, then exactly the bytes its
+    dims give, and one byte more must not be there."""
     magic = 0x0800 + ndim
-    if len(data) < 4:
-        raise DataError(f"{path}: only {len(data)} bytes, too short for an IDX header")
-    got = struct.unpack(">I", data[:4])[0]
-    if got != magic:
-        raise DataError(
-            f"{path}: bad IDX magic number 0x{got:08x}, expected 0x{magic:08x} "
-            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
-        )
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, need {header})")
-    dims = struct.unpack(">" + "I" * ndim, data[4:header])
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
+    try:
+        with _open_binary(path) as f:
+            head = _read_upto(f, header)
+            if len(head) < 4:
+                raise DataError(f"{path}: only {len(head)} bytes, too short for an IDX header")
+            got = struct.unpack(">I", head[:4])[0]
+            if got != magic:
+                raise DataError(
+                    f"{path}: bad IDX magic number 0x{got:08x}, expected 0x{magic:08x} "
+                    f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
+                )
+            if len(head) < header:
+                raise DataError(f"{path}: truncated IDX header ({len(head)} bytes, need {header})")
+            dims = struct.unpack(">" + "I" * ndim, head[4:header])
+            size = 1
+            for n in dims:
+                size *= n
+            shape = "x".join(map(str, dims))
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: the IDX header says {shape} = {size} bytes, more than the "
+                                f"{MAX_IDX_BYTES} bytes this reader takes (a corrupt or crafted header)")
+            expected = header + size
+            if path.suffix != ".gz" and path.stat().st_size != expected:
+                have = path.stat().st_size
+            else:
+                body = _read_upto(f, size)
+                more = f.read(1) if len(body) == size else b""
+                have = None if not more and len(body) == size else header + len(body)
+    except READ_ERRORS as e:
+        raise _cannot_read(path, e) from e
+    if have is not None:
+        what = f"more than {expected} bytes" if have == expected else f"{have} bytes"
         raise DataError(
-            f"{path}: size mismatch: the header says {'x'.join(map(str, dims))} -> {expected} bytes, "
-            f"the file has {len(data)} bytes (truncated or corrupt?)"
+            f"{path}: size mismatch: the header says {shape} -> {expected} bytes, "
+            f"the file has {what}{' once decompressed' if path.suffix == '.gz' else ''} (truncated or corrupt?)"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def _load_idx(spec: DatasetSpec, root: str | os.PathLike, max_samples: int) -> Dataset:

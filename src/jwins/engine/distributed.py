@@ -13,7 +13,10 @@ Wire protocol (point-to-point only, never a pickled object)
   nothing) listing, in node order, its hosted senders that have a neighbour on the other rank; then one uint8
   tensor with those messages concatenated. Each message crosses a rank boundary once; the receiving rank hands
   the same bytes to all its hosted neighbours of the sender. Both sides derive the lists from the graph, so
-  no other metadata travels. Both phases use ``dist.batch_isend_irecv``.
+  no other metadata travels. Both phases use ``dist.batch_isend_irecv``. The declared sizes are checked
+  before anything is allocated for them: a size below -1, a message over ``max_message_bytes`` or a peer's
+  total over ``max_peer_bytes`` is a :class:`~jwins.errors.PeerError` naming that rank and the round (and
+  the other ranks are told).
 * ``gather``: every rank except 0 sends its rows as one float64 tensor to rank 0 (the shapes follow from the
   block sizes); rank 0 concatenates them in rank order. The sends are waited for at the next exchange, so
   ranks other than 0 do not stall while rank 0 writes metrics.
@@ -58,7 +61,10 @@ if TYPE_CHECKING:  # importing topology (and so torch) is left to the ranks: the
 
 # control-channel kinds and reasons
 _DONE, _ABORT = 1, 2
-_CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED = 0, 1, 2, 3
+_CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED, _MALFORMED = 0, 1, 2, 3, 4
+# the default bounds on what a peer may declare in phase 1 of an exchange (see DistributedEngine)
+MAX_MESSAGE_BYTES = 1 << 30
+MAX_PEER_BYTES = 1 << 30
 # tags, offset by a per-engine base so that engines that share a process group never mix messages
 _T_SIZES, _T_PAYLOAD, _T_GATHER, _T_CTRL, _T_HELLO, _T_BARRIER, _T_SHUT = range(1, 8)
 _TAG_STRIDE = 8
@@ -128,6 +134,12 @@ class DistributedEngine:
     ``timeout``: seconds before a silent peer is declared gone (also gloo's own timeout). ``device``: where
     the model math runs; a bare ``"cuda"`` becomes this rank's ``LOCAL_RANK``-th GPU. ``config``: when given,
     the ranks check at start-up that they all run the same configuration.
+
+    ``max_message_bytes`` / ``max_peer_bytes`` (also attributes, which the loop may set before the first
+    exchange): the largest message, and the largest total of one peer's messages in one round, that this rank
+    accepts; a peer declaring more is at fault (PeerError) and nothing is allocated for it. The engine does not
+    know the message dimension, so the defaults (:data:`MAX_MESSAGE_BYTES`, :data:`MAX_PEER_BYTES`: 1 GiB each)
+    are generous; the loop knows the bound of a message for its model and can set a tight one.
     """
 
     trusted = False           # peers' bytes are decoded as untrusted (the isolated decoders)
@@ -135,12 +147,15 @@ class DistributedEngine:
     _created_group = False    # this module initialised the default process group
     _gloo_group = None        # the gloo group made when the default group is not gloo (e.g. NCCL)
 
-    def __init__(self, num_nodes: int, *, timeout: float = 60.0, device: str = "cpu", config: Any = None):
+    def __init__(self, num_nodes: int, *, timeout: float = 60.0, device: str = "cpu", config: Any = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_peer_bytes: int = MAX_PEER_BYTES):
         import torch
         import torch.distributed as dist
 
         self._dist = dist
         self.timeout = float(timeout)
+        self.max_message_bytes = int(max_message_bytes)
+        self.max_peer_bytes = int(max_peer_bytes)
         self.num_nodes = int(num_nodes)
         self._closed = False
         self._failed = False          # an error was raised or announced: no final handshake
@@ -342,6 +357,7 @@ class DistributedEngine:
                       f"{self.timeout:g} s",
             _ERROR: f"{who} failed with an error {when} (its own message says why)",
             _INTERRUPTED: f"{who} was interrupted {when}",
+            _MALFORMED: f"{who} sent malformed message sizes {when}",
         }.get(reason, f"{who} failed {when}")
         seen = f"rank {reporter} reported it to rank {self.rank}" if reporter is not None else \
             f"seen by rank {self.rank} while {what}"
@@ -400,6 +416,29 @@ class DistributedEngine:
         self._plan_graph, self._plan = graph, plan
         return plan
 
+    def _check_sizes(self, peer: int, senders: list[int], sizes: list[int]) -> None:
+        """The sizes ``peer`` declared for its ``senders``' messages: each -1 (nothing sent) or 0 ..
+        ``max_message_bytes``, their sum at most ``max_peer_bytes``; else PeerError naming ``peer`` (the other
+        ranks are told). Python ints: no sum can overflow."""
+        bad = None
+        for s, n in zip(senders, sizes):
+            if n < -1:
+                bad = f"{n} bytes for node {s}'s message"
+            elif n > self.max_message_bytes:
+                bad = f"{n} bytes for node {s}'s message, more than the {self.max_message_bytes} a message may have"
+            if bad:
+                break
+        else:
+            total = sum(n for n in sizes if n > 0)
+            if total > self.max_peer_bytes:
+                bad = f"{total} bytes in all, more than the {self.max_peer_bytes} one rank may send in a round"
+        if bad:
+            self._failed = True
+            self._abort(peer, self._round1, _MALFORMED, skip=set())
+            raise PeerError(f"{self._describe_rank(peer)} sent malformed message sizes "
+                            f"{self._round_text(self._round1)} ({bad}) [seen by rank {self.rank}]; nothing was "
+                            "received from it, and the other ranks stop too")
+
     # ------------------------------------------------------------------------------------- interface
     def exchange(self, outgoing: dict[int, bytes], graph: Graph, round: int
                  ) -> dict[int, list[tuple[int, bytes]]]:
@@ -431,6 +470,7 @@ class DistributedEngine:
                 self._failed = True
                 raise PeerError(f"rank {p} sent its messages of round {int(t[0]) + 1} while rank {self.rank} is in "
                                 f"round {round + 1}: the ranks are out of step (do they all run the same config?)")
+            self._check_sizes(p, plan.recv[p], t[1:].tolist())
 
         # phase 2: the messages, concatenated per peer rank
         what = "exchanging messages"
