@@ -1,7 +1,9 @@
-"""The wire format: round trips, sizes, layout, golden bytes, fuzzing and every decoding error."""
+"""The wire format: round trips, sizes, layout, golden bytes, fuzzing, every decoding error and the decoding
+bounds (``max_dim``). Longer fuzzing of the pcodec decoder through the wire format: ``test_wire_fuzz.py``."""
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 
@@ -26,11 +28,13 @@ from jwins.wire import (
     seeded_indices,
 )
 from jwins.wire import bits as wire_bits
-from jwins.wire.format import MAX_UNBACKED_ELEMENTS
+from jwins.wire.format import DEFAULT_MAX_DIM
 from jwins.wire.fpzip import FPZIP
+from jwins.wire.pcodec import PAGE_VALUES, PCODEC
 
 SPARSE_CODECS = ["elias-gamma", "rice", "bitmap", "auto"]
-ALL_VALUE_CODECS = ["float32", "float16", "bfloat16", "fpzip"]
+ALL_VALUE_CODECS = ["float32", "float16", "bfloat16", "fpzip", "pcodec"]
+LOSSLESS_COMPRESSED = ["fpzip", "pcodec"]
 FAST_VALUE_CODECS = ["float32", "float16", "bfloat16"]
 SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 INTERNAL = "internal"  # the decoder's last-resort wrapper of unexpected exceptions; must never be reached
@@ -174,13 +178,14 @@ def test_round_trip_bitmap(value_codec, data):
     assert layout(data_bytes).index_bytes == math.ceil(dim / 8)
 
 
+@pytest.mark.parametrize("value_codec", LOSSLESS_COMPRESSED)
 @pytest.mark.parametrize("index_codec", SPARSE_CODECS)
 @settings(max_examples=8, **SETTINGS)
 @given(data=st.data())
-def test_round_trip_fpzip(index_codec, data):
+def test_round_trip_compressed(index_codec, value_codec, data):
     dim, idx = data.draw(index_sets(max_dim=3000))
-    values = _value_array(data.draw, idx.shape[0], "fpzip")
-    _assert_round_trip(Message(4, 5, dim, idx, values, {"alpha": 0.5}), index_codec, "fpzip")
+    values = _value_array(data.draw, idx.shape[0], value_codec)
+    _assert_round_trip(Message(4, 5, dim, idx, values, {"alpha": 0.5}), index_codec, value_codec)
 
 
 @pytest.mark.parametrize("value_codec", ALL_VALUE_CODECS)
@@ -208,7 +213,7 @@ def test_special_values_round_trip():
     values = np.array([0.0, -0.0, 1e-45, -1e-45, 1.17e-38, 3.4028235e38, -3.4028235e38, 65504.0, 6e-8, 1.0],
                       dtype=np.float32)
     idx = np.arange(values.shape[0], dtype=np.int64) * 3
-    for value_codec in ("float32", "fpzip"):
+    for value_codec in ("float32", "fpzip", "pcodec"):
         _assert_round_trip(Message(0, 0, 40, idx, values), "elias-gamma", value_codec)
     small = values[np.abs(values) <= 65504]
     _assert_round_trip(Message(0, 0, 40, idx[: small.shape[0]], small), "rice", "float16")
@@ -269,7 +274,7 @@ def test_codec_tables_follow_the_registry(scratch_value_codecs):
 def test_roundtrip_is_what_the_receiver_decodes(value_codec):
     rt = roundtrip(value_codec)
     if VALUE_CODECS[value_codec].lossless:
-        assert value_codec in ("float32", "fpzip") and rt is None
+        assert value_codec in ("float32", "fpzip", "pcodec") and rt is None
         return
     values = _values(np.random.default_rng(3), 1000)
     sent = decode(encode(Message(0, 0, 1000, None, values), value_codec=value_codec)).values
@@ -461,6 +466,10 @@ GOLDEN_VALUE_SECTIONS = {  # value sections of GOLDEN_MESSAGE (with elias-gamma 
     "float16": "0038" "00bd" "0042" "1914" "0080",
     "bfloat16": "003f" "a0bf" "4040" "833a" "0080",
     "fpzip": "66707929870ef0ff0004fb000000ff000000ff000000ff00f33bd3cca07baa54839ecdcf2e3645574e99f2f110eef80000",
+    # "pco!", standalone version 3, no uniform type, count hint 5 (6 bits 2 = 3-bit field, then 101), format
+    # 4.1, one chunk: float32 (5), 5 - 1 in 24 bits, classic mode without delta (00), bins, page; termination 00
+    "pcodec": "70636f21" "03" "00" "4201" "0401" "05" "040000" "001000f8ffff02fa00"
+              "0100a07e000000400000f81f4e62440f0000fa03" "00",
 }
 GOLDEN_DENSE = (  # Message(1, 0, 3, None, [1, 2, -4])
     "4a574e53" "01" "01" "00" "00" "00" "00" "01000000" "00000000" "03000000" "03000000" "00000000" "0c000000"
@@ -493,7 +502,7 @@ def test_golden_bytes_sparse(codecs):
     np.testing.assert_array_equal(out.indices, GOLDEN_MESSAGE.indices)
 
 
-@pytest.mark.parametrize("value_codec", ["float16", "bfloat16", "fpzip"])
+@pytest.mark.parametrize("value_codec", ["float16", "bfloat16", "fpzip", "pcodec"])
 def test_golden_bytes_values(value_codec):
     data = encode(GOLDEN_MESSAGE, index_codec="elias-gamma", value_codec=value_codec)
     assert data[7] == VALUE_CODECS[value_codec].id
@@ -664,13 +673,15 @@ def _cases():
                                       + _extra(b"alpha", 0.5)), "carries no index section"),
         ("seed dim cap", _rebuild(b"", F32_VALUES, index_codec=4, dim=2**32 - 1,
                                   extras=_extra(b"mask_seed", 1.0) + _extra(b"alpha", 0.5)),
-         "exceeds the decoder's limit"),
+         f"message has dim=4294967295, more than max_dim={DEFAULT_MAX_DIM}"),
         ("dense fpzip cap", _rebuild(b"", b"\x00" * 40, flags=1, index_codec=0, value_codec=3, dim=2**32 - 1,
-                                     k=2**32 - 1), "exceeds the decoder's limit"),
+                                     k=2**32 - 1), f"more than max_dim={DEFAULT_MAX_DIM}"),
         ("bitmap huge dim", _rebuild(b"\x00", F32_VALUES, index_codec=3, dim=2**32 - 1),
          "bitmap index section must hold ceil\\(dim/8\\)=536870912 bytes"),
         ("dense huge dim", _rebuild(b"", F32_VALUES, flags=1, index_codec=0, dim=2**32 - 1, k=2**32 - 1),
          "float32 value section must hold"),
+        ("bitmap dim cap", _rebuild(b"\x00", F32_VALUES, index_codec=3, dim=DEFAULT_MAX_DIM + 1),
+         f"message has dim={DEFAULT_MAX_DIM + 1}, more than max_dim={DEFAULT_MAX_DIM}"),
         # extras
         ("extra key too long", _rebuild(isec, vsec, extras=bytes([65]) + b"x" * 65 + bytes(8)), "65-byte key"),
         ("extra bad utf8", _rebuild(isec, vsec, extras=_extra(b"\xff\xfe", 1.0)), "not valid utf-8"),
@@ -714,16 +725,55 @@ def _cases():
         ("fpzip dims", _rebuild(fisec, other, value_codec=3), r"shape \(5, 1, 1, 1\), expected \(4, 1, 1, 1\)"),
         ("fpzip k=0 bytes", _rebuild(b"", fvsec, value_codec=3, k=0), "must be empty for k=0"),
     ]
+    # pcodec: a standalone stream ("pco!", version, type, count hint, format version, chunks, termination)
+    pgood = _base("elias-gamma", "pcodec")
+    pisec, pvsec = _sections(pgood)  # 70636f21 03 00 0201 0401 05 030000 00...: count hint 4 in bytes 6-7
+    chunk = 10  # after the format version (bytes 8-9): float32 (5), then 4 - 1 in 24 bits
+    assert pvsec[:chunk + 4].hex() == "70636f21" "03" "00" "0201" "0401" "05" "030000"
+    other = PCODEC.encode(np.arange(5, dtype=np.float32))
+
+    def pv(section: bytes, **kw) -> bytes:
+        return _rebuild(pisec, section, value_codec=4, **kw)
+
+    def at(offset: int, value: int) -> bytes:
+        return pvsec[:offset] + bytes([value]) + pvsec[offset + 1:]
+
+    cases += [
+        ("pcodec short", pv(pvsec[:3]), "too short to hold a pcodec stream"),
+        ("pcodec magic", pv(b"pcx!" + pvsec[4:]), "bad pcodec magic"),
+        ("pcodec header truncated", pv(pvsec[:7]), "truncated inside its header"),
+        ("pcodec standalone version", pv(at(4, 4)), "standalone version 4; this jwins reads version 3"),
+        ("pcodec number type", pv(at(5, 6)), "number type 6, not float32"),
+        ("pcodec count hint", pv(other), "says it holds 5 values, the message header says k=4"),
+        ("pcodec format major", pv(at(chunk - 2, 5)), r"format version 5.1; the local pcodec reads 4.0 to 4.1"),
+        ("pcodec format minor", pv(at(chunk - 1, 9)), r"format version 4.9"),
+        ("pcodec chunk type", pv(at(chunk, 6)), "has a chunk of number type 6 after 0 of 4 values"),
+        ("pcodec no chunk", pv(pvsec[:chunk] + b"\x00"), "ends after 0 of 4 values"),
+        ("pcodec chunk too big", pv(at(chunk + 1, 4)), "chunk 0 holds 5 values; at most 4 fit"),
+        ("pcodec chunk too small", pv(at(chunk + 1, 2)), "holds 3 values in 1 chunks, the header says k=4"),
+        ("pcodec mode", pv(at(chunk + 4, 0x02)), r"uses mode 2 with delta encoding 0; only classic mode"),
+        ("pcodec delta", pv(at(chunk + 4, 0x20)), r"uses mode 0 with delta encoding 2"),
+        ("pcodec chunk truncated", pv(pvsec[:chunk + 3]), "truncated in chunk 0"),
+        ("pcodec metadata truncated", pv(pvsec[:chunk + 6]), r"malformed \(chunk 0 metadata: .*InsufficientData"),
+        ("pcodec page truncated", pv(pvsec[:-3]), r"malformed \(chunk 0 page: .*InsufficientData"),
+        ("pcodec no termination", pv(pvsec[:-1]), "does not end after its last chunk"),
+        ("pcodec trailing byte", pv(pvsec + b"\x00"), "has 1 bytes after the end of its stream"),
+        ("pcodec k=0 bytes", _rebuild(b"", pvsec, value_codec=4, k=0), "must be empty for k=0"),
+        ("pcodec dense cap", _rebuild(b"", pvsec, flags=1, index_codec=0, value_codec=4, dim=2**32 - 1, k=2**32 - 1),
+         f"more than max_dim={DEFAULT_MAX_DIM}"),
+    ]
     return cases
 
 
 CASES = _cases()
 
 
-@pytest.mark.parametrize("data, match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_decode_errors(data, match):
+@pytest.mark.parametrize("name, data, match", CASES, ids=[c[0] for c in CASES])
+def test_decode_errors(name, data, match):
+    # max_dim at the format's largest dim lets every check behind the max_dim bound see huge dims; the "cap"
+    # cases are the messages that bound refuses
     with pytest.raises(WireError, match=match):
-        decode(data)
+        decode(data, **({} if name.endswith(" cap") else {"max_dim": 2**32 - 1}))
 
 
 def test_decode_dim_mismatch_and_types():
@@ -733,13 +783,132 @@ def test_decode_dim_mismatch_and_types():
         decode(data, dim=51)
     with pytest.raises(WireError, match="expected bytes"):
         decode("JWNS")  # type: ignore[arg-type]
-    big = MAX_UNBACKED_ELEMENTS + 1  # the seed codec above the cap: needs the expected dim
+    big = DEFAULT_MAX_DIM + 1  # the seed codec above max_dim: needs the expected dim
     idx = seeded_indices(3, big, 1e-6)
     seeded = encode(Message(0, 0, big, idx, np.ones(idx.shape[0], np.float32), {"mask_seed": 3.0, "alpha": 1e-6}),
                     index_codec="seed")
-    with pytest.raises(WireError, match="exceeds the decoder's limit"):
+    with pytest.raises(WireError, match=f"message has dim={big}, more than max_dim={DEFAULT_MAX_DIM}: pass the dim"):
         decode(seeded)
     np.testing.assert_array_equal(decode(seeded, dim=big).indices, idx)
+    np.testing.assert_array_equal(decode(seeded, max_dim=big).indices, idx)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decoding bounds: without the expected dim, max_dim bounds everything a message can make the decoder do
+
+
+def _forged_large() -> dict[str, bytes]:
+    """Messages of a few hundred bytes to a few KB claiming dim = 2^24, each of which decoding used to work
+    through for seconds and hundreds of MB (the counts their bytes do not back)."""
+    big = 2**24
+    zeros = PCODEC.encode(np.zeros(big, dtype=np.float32))
+    seed = _extra(b"mask_seed", 1.0) + _extra(b"alpha", 1.0)
+    return {
+        "dense pcodec": _rebuild(b"", zeros, flags=1, index_codec=0, value_codec=4, dim=big, k=big),
+        "seed, every index, pcodec values": _rebuild(b"", zeros, index_codec=4, value_codec=4, dim=big, k=big,
+                                                     extras=seed),
+        "seed, no index": _rebuild(b"", b"", index_codec=4, value_codec=0, dim=big, k=0,
+                                   extras=_extra(b"mask_seed", 1.0) + _extra(b"alpha", 0.0)),
+        "dense fpzip": _rebuild(b"", FPZIP.encode(np.zeros(64, np.float32)), flags=1, index_codec=0, value_codec=3,
+                                dim=big, k=big),
+    }
+
+
+def test_forged_large_messages_are_refused_without_dim():
+    from jwins.wire import decode_many
+
+    forged = _forged_large()
+    assert all(len(data) < 5000 for data in forged.values())
+    message = f"message has dim={2**24}, more than max_dim={DEFAULT_MAX_DIM}: pass the dim this receiver expects"
+    for data in forged.values():
+        with pytest.raises(WireError, match=re.escape(message)):
+            decode(data)
+        with pytest.raises(WireError, match="more than max_dim=1000"):
+            decode(data, max_dim=1000)
+    for out in decode_many(list(forged.values())):
+        assert isinstance(out, WireError) and message in str(out)
+    with pytest.raises(ValueError, match="max_dim must be >= 0"):
+        decode(forged["dense pcodec"], max_dim=-1)
+
+
+def test_large_dim_decodes_when_the_receiver_expects_it():
+    """A genuine message above max_dim: refused without dim, decoded with the expected dim or a larger max_dim."""
+    from jwins.wire import decode_many
+
+    dim = DEFAULT_MAX_DIM + 3
+    values = np.zeros(dim, dtype=np.float32)
+    values[::1000] = np.arange(values[::1000].shape[0], dtype=np.float32)
+    data = encode(Message(1, 2, dim, None, values), value_codec="pcodec")
+    with pytest.raises(WireError, match="more than max_dim"):
+        decode(data)
+    for kwargs in ({"dim": dim}, {"max_dim": dim}, {"dim": dim, "max_dim": 0}):
+        out = decode(data, **kwargs)
+        assert out.dim == dim and out.indices is None
+        np.testing.assert_array_equal(out.values, values)
+    (out,) = decode_many([data], max_dim=dim)
+    np.testing.assert_array_equal(out.values, values)
+    # exactly max_dim is accepted
+    small = encode(Message(0, 0, 40, None, np.ones(40, np.float32)), value_codec="pcodec")
+    assert decode(small, max_dim=40).dim == 40
+    with pytest.raises(WireError, match="more than max_dim=39"):
+        decode(small, max_dim=39)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pcodec
+
+
+@pytest.mark.parametrize("k", [1, 255, 256, 257, PAGE_VALUES, PAGE_VALUES + 1, 2 * PAGE_VALUES + 3])
+def test_pcodec_round_trip_sizes_and_chunks(k):
+    rng = np.random.default_rng(k)
+    values = _values(rng, k)
+    special = np.array([0.0, -0.0, 1e-45, -1e-45, 1.17e-38, 3.4028235e38, -3.4028235e38, 1.0], np.float32)
+    values[: min(k, 8)] = special[: min(k, 8)]
+    section = PCODEC.encode(values)
+    out = PCODEC.decode(memoryview(section), k)
+    assert out.dtype == np.float32 and out.flags.owndata and out.flags.writeable
+    np.testing.assert_array_equal(out.view(np.uint32), values.view(np.uint32))
+    assert PCODEC.encode(np.zeros(0, np.float32)) == b""
+
+
+def test_pcodec_refuses_streams_its_encoder_does_not_write():
+    """Valid Pco streams in other configurations: delta encodings, other modes, another chunking, other types."""
+    pcodec = pytest.importorskip("pcodec")
+    from jwins.wire.pcodec import LEVEL
+
+    values = np.tile(np.array([1.5, 2.5, 3.25, -7.0, 0.1], np.float32), 400)
+    k = values.shape[0]
+
+    def stream(arr=values, **config):
+        return pcodec.standalone.simple_compress(arr, pcodec.ChunkConfig(compression_level=LEVEL, **config))
+
+    for section, match in [
+        (stream(delta_spec=pcodec.DeltaSpec.try_lookback(), mode_spec=pcodec.ModeSpec.classic()),
+         "uses mode 0 with delta encoding 2"),
+        (stream(delta_spec=pcodec.DeltaSpec.try_consecutive(1), mode_spec=pcodec.ModeSpec.classic()),
+         "uses mode 0 with delta encoding 1"),
+        (stream(values * np.float32(0.1), mode_spec=pcodec.ModeSpec.try_float_mult(0.1),
+                delta_spec=pcodec.DeltaSpec.no_op()), "uses mode 2"),
+        (stream(paging_spec=pcodec.PagingSpec.equal_pages_up_to(500)),
+         f"holds 500 values in 1 chunks, the header says k={k}"),
+        (pcodec.standalone.simple_compress(values.astype(np.float64), pcodec.ChunkConfig()), "number type 6"),
+    ]:
+        with pytest.raises(WireError, match=match):
+            decode(_rebuild(b"", section, flags=1, index_codec=0, value_codec=4, dim=k, k=k))
+    # the encoder's own stream of these values decodes
+    out = decode(encode(Message(0, 0, k, None, values), value_codec="pcodec"))
+    np.testing.assert_array_equal(out.values, values)
+
+
+def test_pcodec_trusted_and_batch_decoding_agree(two_helpers):
+    from jwins.wire import decode_many, encode_many
+
+    msgs = _batch(np.random.default_rng(21))
+    datas = encode_many(msgs, index_codec="rice", value_codec="pcodec", parallel_min_values=0)
+    assert datas == [encode(m, index_codec="rice", value_codec="pcodec") for m in msgs]
+    for trusted in (False, True):
+        for m, out in zip(msgs, decode_many(datas, dim=3000, trusted=trusted, parallel_min_values=0)):
+            np.testing.assert_array_equal(out.values.view(np.uint32), np.asarray(m.values).view(np.uint32))
 
 
 def test_fpzip_malformed_streams_are_contained():
@@ -810,7 +979,7 @@ def test_fuzz_structured_headers():
     for _ in range(4000):
         dense = rng.random() < 0.15
         index_codec = 0 if dense else int(rng.integers(1, 5))
-        value_codec = int(rng.integers(0, 4))
+        value_codec = int(rng.integers(0, 5))
         dim = int(rng.choice([0, 1, 7, 8, 9, 64, 300, 2**32 - 1])) if rng.random() < 0.3 else int(rng.integers(0, 400))
         k = dim if dense else int(rng.integers(0, min(dim, 300) + 1))
         if rng.random() < 0.05:

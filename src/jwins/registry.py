@@ -275,6 +275,7 @@ VALUE_CODECS.register("float32", "jwins.wire.value_codecs:FLOAT32")
 VALUE_CODECS.register("fpzip", "jwins.wire.fpzip:FPZIP")
 VALUE_CODECS.register("float16", "jwins.wire.value_codecs:FLOAT16")
 VALUE_CODECS.register("bfloat16", "jwins.wire.value_codecs:BFLOAT16")
+VALUE_CODECS.register("pcodec", "jwins.wire.pcodec:PCODEC")
 
 
 def register_sharing(name: str, factory: Any = None, /, **info: Any):

@@ -11,7 +11,7 @@ offset size   field
 4      1      format version (1)
 5      1      flags: bit 0 = dense; the other bits are zero
 6      1      index codec id (0 dense, 1 elias-gamma, 2 rice, 3 bitmap, 4 seed)
-7      1      value codec id (0 float32, 1 float16, 2 bfloat16, 3 fpzip)
+7      1      value codec id (0 float32, 1 float16, 2 bfloat16, 3 fpzip, 4 pcodec)
 8      1      codec parameter (rice: r in 0..31; otherwise 0)
 9      1      number of extras n (0..32)
 10     4      sender (u32)
@@ -38,7 +38,7 @@ import numpy as np
 from jwins.errors import WireError
 from jwins.wire import fpzip_helpers
 from jwins.wire.fpzip import FPZIP, fpzip_stream
-from jwins.wire.index_codecs import DENSE_ID, SEED
+from jwins.wire.index_codecs import DENSE_ID
 from jwins.wire.message import Message
 from jwins.wire.tables import INDEX_CODECS, VALUE_CODECS
 
@@ -56,10 +56,16 @@ _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
 _U32_MAX = 2**32 - 1
 
-# Largest element count the decoder allocates when the count is not backed by bytes actually present in the
-# message (the ``seed`` index codec regenerates ``dim`` random draws; a dense ``fpzip`` section may decompress
-# to many more values than it has bytes) and the receiver did not say which ``dim`` it expects.
-MAX_UNBACKED_ELEMENTS = 2**24
+DEFAULT_MAX_DIM = 2**21
+"""The largest ``dim`` that :func:`decode` accepts when the receiver does not pass the ``dim`` it expects
+(``max_dim=`` overrides it per call). Every count a message makes the decoder allocate or work through is at most
+its ``dim`` (``k <= dim``), including those its bytes do not back: the ``seed`` index codec draws ``dim`` random
+numbers, and a dense ``fpzip`` or ``pcodec`` section of a few bytes can decompress to ``dim`` values. 2^21
+(2,097,152) keeps the decoding of a forged message of a few KB to 0.5-1.3 s and ~165 MB, helper process
+included, on the 2-core development VM at load 2-5 (``python benchmarks/wire.py --forged``,
+``benchmarks/README.md``), and admits every built-in model but ``leaf-cnn`` (6,603,710 parameters; 2^22 would
+cost twice as much and admit no other). The simulation always passes ``dim``; a receiver of larger models that
+does not know theirs passes a larger ``max_dim``."""
 
 
 class Layout(NamedTuple):
@@ -357,21 +363,31 @@ def layout(data: bytes) -> Layout:
     return Layout(len(mv) - header.index_bytes - header.value_bytes, header.index_bytes, header.value_bytes)
 
 
-def decode(data: bytes, *, dim: int | None = None, trusted: bool = False) -> Message:
+def _limits(dim: int | None, max_dim: int) -> tuple[int | None, int]:
+    expected = None if dim is None else operator.index(dim)
+    limit = operator.index(max_dim)
+    if limit < 0:
+        raise ValueError(f"max_dim must be >= 0, got {limit}")
+    return expected, limit
+
+
+def decode(data: bytes, *, dim: int | None = None, max_dim: int = DEFAULT_MAX_DIM, trusted: bool = False) -> Message:
     """Parse and validate a message received from a peer.
 
-    ``dim`` is the dimension the receiver expects (a mismatch raises WireError); without it, sizes that the
-    message's bytes do not back are capped at ``MAX_UNBACKED_ELEMENTS``. Every malformed input raises
+    ``dim`` is the dimension the receiver expects (a mismatch raises WireError). Without it, a message whose
+    ``dim`` exceeds ``max_dim`` (default :data:`DEFAULT_MAX_DIM`, 2^21) is refused: ``dim`` bounds every count
+    the decoder works through, including those the message's bytes do not back, so a small forged message
+    cannot cost more than that. With ``dim``, ``max_dim`` is not used. Every malformed input raises
     :class:`~jwins.errors.WireError`; indices come back as int64 and values as float32, both owned and
     writable. ``trusted`` (the simulator, decoding bytes its own encoder just produced) decodes fpzip values in
     this process instead of the isolated helper process that guards against fpzip crashing on forged input.
     """
-    expected = None if dim is None else operator.index(dim)
+    expected, limit = _limits(dim, max_dim)
     _wire_ids()  # a registration error is raised as itself, not as a malformed message
-    return _guard(_decode, _view(data), expected, trusted)
+    return _guard(_decode, _view(data), expected, limit, trusted)
 
 
-def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = False,
+def decode_many(datas: list[bytes], *, dim: int | None = None, max_dim: int = DEFAULT_MAX_DIM, trusted: bool = False,
                 parallel_min_values: int | None = None) -> list[Message | WireError]:
     """:func:`decode` of every message: per message the Message, or the WireError that ``decode`` raises.
 
@@ -379,12 +395,12 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, trusted: bool = F
     ``parallel_min_values`` values in all (default :data:`PARALLEL_MIN_VALUES`), the decompressions run in
     helper processes side by side; untrusted streams get the same checks as in :func:`decode`.
     """
-    expected = None if dim is None else operator.index(dim)
+    expected, limit = _limits(dim, max_dim)
     _wire_ids()  # a registration error is raised as itself, not as a malformed message
     heads: list[_Head | WireError] = []
     for data in datas:
         try:
-            heads.append(_guard(_decode_head, _view(data), expected))
+            heads.append(_guard(_decode_head, _view(data), expected, limit))
         except WireError as exc:
             heads.append(exc)
     fpzip_items = [i for i, head in enumerate(heads)
@@ -437,8 +453,8 @@ def _guard(fn, *args):
         raise WireError(f"malformed message (internal {type(exc).__name__}: {exc})") from exc
 
 
-def _decode(mv: memoryview, expected_dim: int | None, trusted: bool = False) -> Message:
-    return _decode_tail(_decode_head(mv, expected_dim), trusted, None)
+def _decode(mv: memoryview, expected_dim: int | None, max_dim: int, trusted: bool = False) -> Message:
+    return _decode_tail(_decode_head(mv, expected_dim, max_dim), trusted, None)
 
 
 class _Head(NamedTuple):
@@ -450,7 +466,7 @@ class _Head(NamedTuple):
     section: memoryview  # the value section, not decoded yet
 
 
-def _decode_head(mv: memoryview, expected_dim: int | None) -> _Head:
+def _decode_head(mv: memoryview, expected_dim: int | None, max_dim: int) -> _Head:
     """Everything but the values."""
     h, extras = _parse_header(mv, parse_extras=True)
     n = len(mv)
@@ -461,27 +477,19 @@ def _decode_head(mv: memoryview, expected_dim: int | None) -> _Head:
     dim, k = h.dim, h.k
     if expected_dim is not None and dim != expected_dim:
         raise WireError(f"dim mismatch: message has dim={dim}, this receiver expects dim={expected_dim}")
+    if expected_dim is None and dim > max_dim:
+        raise WireError(f"message has dim={dim}, more than max_dim={max_dim}: pass the dim this receiver expects "
+                        "(or a larger max_dim) to decode it")
     dense = bool(h.flags & FLAG_DENSE)
     if dense != (h.index_codec.id == DENSE_ID):
         raise WireError(f"{'dense' if dense else 'sparse'} flag contradicts index codec {h.index_codec.name!r}")
-    limit = expected_dim if expected_dim is not None else MAX_UNBACKED_ELEMENTS
     if dense:
         if k != dim:
             raise WireError(f"dense message must carry dim values: k={k}, dim={dim}")
         if h.index_bytes or h.param:
             raise WireError("dense message must have an empty index section and codec parameter 0")
-        if h.value_codec is FPZIP and k > limit:
-            raise WireError(
-                f"dense fpzip message with dim={dim} exceeds the decoder's limit of {limit} values "
-                "(pass the expected dim to decode)"
-            )
     elif k > dim:
         raise WireError(f"k={k} > dim={dim}")
-    elif h.index_codec is SEED and dim > limit:
-        raise WireError(
-            f"seed index codec with dim={dim} exceeds the decoder's limit of {limit} (pass the expected dim "
-            "to decode)"
-        )
     istart = h.extras_end
     vstart = istart + h.index_bytes
     isec = mv[istart:vstart]
@@ -515,6 +523,7 @@ def _decode_tail(head: _Head, trusted: bool, values: np.ndarray | None) -> Messa
 
 
 __all__ = [
+    "DEFAULT_MAX_DIM",
     "FORMAT_VERSION",
     "Layout",
     "MAGIC",
@@ -524,5 +533,4 @@ __all__ = [
     "encode",
     "encode_many",
     "layout",
-    "MAX_UNBACKED_ELEMENTS",
 ]
