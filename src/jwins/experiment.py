@@ -21,7 +21,7 @@ from . import checkpoint, parallel, rundir
 from . import config as config_mod
 from .communication import communicate
 from .config import Config
-from .errors import JwinsError, RunDirError
+from .errors import CheckpointError, JwinsError, RunDirError
 from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
 from .world import World, build_world, record_objects
@@ -119,6 +119,8 @@ class _Run:
                                momentum=config.train.momentum, weight_decay=config.train.weight_decay,
                                method=config.train.method)
         self.train_state = self.trainer.init(params)
+        # the worst case of the wire: 8 bytes per index and per value of a message, plus its header and extras
+        engine.limit_messages(4096 + 16 * world.sharing.message_dim(params.shape[1]))
         self.share_state = world.sharing.init(params, world.nodes)
         self.hosted = np.asarray(world.nodes)
         self.eval_rows = np.flatnonzero(np.isin(self.hosted, world.eval_nodes))
@@ -143,7 +145,18 @@ class _Run:
         if not self.ckpt.exists() and summary.exists():
             raise RunDirError(f"run {self.dir} is finished and wrote no checkpoint, so it cannot be continued (set "
                               "checkpoint.every to make a run that can be extended)")
-        loaded = checkpoint.load(self.ckpt, config=self.resolved, shape=tuple(self.params.shape))
+        # the newest round every rank holds (a crash between two ranks' writes leaves them a generation apart)
+        held = checkpoint.rounds_available(self.ckpt)
+        common = self.engine.minimum(max(held, default=-1))
+        unusable = self.engine.agree(common not in held)  # every rank asks, so that all of them stop together
+        if held and common < 0:
+            raise CheckpointError(f"another rank holds no checkpoint of this run (this one holds rounds {held} in "
+                                  f"{self.ckpt}); that rank's own error names the missing file")
+        if held and unusable:
+            raise CheckpointError(f"the ranks' checkpoints share no round (this rank holds {held}); resume from a "
+                                  "copy of the run directory where every rank's shard is intact")
+        loaded = checkpoint.load(self.ckpt, config=self.resolved, shape=tuple(self.params.shape),
+                                 round=common if held else None)
         if loaded.round >= self.config.rounds:
             raise RunDirError(f"run {self.dir} is finished ({loaded.round} of {self.config.rounds} rounds); to "
                               f"extend it, resume with more rounds: jwins run --resume {self.dir} --rounds "
@@ -189,6 +202,8 @@ class _Run:
                         checkpoint.save(self.ckpt, round=r + 1, config=self.resolved, params=self.params,
                                         momentum=self.train_state.momentum, sharing_state=self.share_state,
                                         metrics=self.metrics, extra={"pending_evaluation": self.pending})
+                        engine.agree(False)  # every rank has written this generation: the previous one may go
+                        checkpoint.commit(self.ckpt)
                     if stopping and r + 1 < config.rounds:
                         raise Interrupted(f"stopped after round {r + 1} of {config.rounds}; a checkpoint is in "
                                           f"{self.dir}: continue with `jwins run --resume {self.dir}`",

@@ -56,7 +56,10 @@ def launch_local_workers(run_dir: str | Path, workers: int, *, timeout: float = 
         raise ConfigError(f"engine.workers = {workers} must be >= 1")
     base = dict(os.environ if env is None else env)
     base.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(workers),
-                LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", ROLE_RANK="0", ROLE_WORLD_SIZE=str(workers))
+                LOCAL_WORLD_SIZE=str(workers), GROUP_RANK="0", ROLE_RANK="0", ROLE_WORLD_SIZE=str(workers),
+                JWINS_LOCAL_RENDEZVOUS="1")  # the rendezvous listens on the loopback address only
+    if sys.platform.startswith("linux") and "GLOO_SOCKET_IFNAME" not in base:
+        base["GLOO_SOCKET_IFNAME"] = "lo"  # and so do gloo's own connections
     if "OMP_NUM_THREADS" not in base:   # K ranks on C cores: C // K threads each, as torchrun would (1)
         base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     cmd = [*(command or [sys.executable, "-m", "jwins.launch"]), str(run_dir)]

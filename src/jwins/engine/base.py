@@ -41,6 +41,14 @@ class Engine(Protocol):
         """Whether any rank passed True; every rank gets the same answer (a stop request seen by one)."""
         ...
 
+    def minimum(self, value: int) -> int:
+        """The smallest value any rank passed; every rank gets it (the newest checkpoint all ranks hold)."""
+        ...
+
+    def limit_messages(self, max_bytes: int) -> None:
+        """The largest encoded message a node of this run can send: bytes a peer claims beyond it are a fault."""
+        ...
+
     def close(self) -> None:
         """End of the run (also after a failure: tell the other ranks)."""
         ...

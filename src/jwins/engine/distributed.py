@@ -200,7 +200,7 @@ class DistributedEngine:
         if world > 1 and not dist.is_initialized():
             try:
                 dist.init_process_group("gloo", timeout=timedelta(seconds=self.timeout), rank=rank,
-                                        world_size=world)
+                                        world_size=world, store=_loopback_store(rank, world, self.timeout))
             except Exception as e:  # DistStoreError, RuntimeError, ...
                 where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
                 raise PeerError(f"rank {rank} of {world}: the ranks did not all meet at {where} within "
@@ -543,27 +543,42 @@ class DistributedEngine:
     def agree(self, flag: bool) -> bool:
         """Whether any rank passed True; every rank gets the same answer (through rank 0). Used at the end of
         every round so that a Ctrl-C seen by some ranks stops all of them after the same round."""
+        return self._reduce(int(bool(flag)), max) > 0
+
+    def minimum(self, value: int) -> int:
+        """The smallest ``value`` any rank passed; every rank gets it (e.g. the newest checkpoint round that
+        every rank holds)."""
+        return self._reduce(int(value), min)
+
+    def _reduce(self, value: int, op) -> int:
+        """``op`` over one int64 from every rank, computed by rank 0 and sent back to all."""
         import torch
 
         dist = self._dist
         if self.world_size == 1:
-            return bool(flag)
+            return value
         self.flush()
         what = "agreeing on the end of the round"
         if self.rank == 0:
             bufs = {p: torch.zeros(1, dtype=torch.int64) for p in self._peers()}
             self._wait(self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["barrier"])]
                                    for p, b in bufs.items()}, what), what)
-            answer = torch.tensor([int(bool(flag) or any(int(b.item()) for b in bufs.values()))], dtype=torch.int64)
+            answer = torch.tensor([op([value, *(int(b.item()) for b in bufs.values())])], dtype=torch.int64)
             self._wait(self._post({p: [dist.P2POp(dist.isend, answer, p, self._group, self._tag["barrier"])]
                                    for p in self._peers()}, what), what)
-            return bool(answer.item())
-        mine = torch.tensor([int(bool(flag))], dtype=torch.int64)
+            return int(answer.item())
+        mine = torch.tensor([value], dtype=torch.int64)
         answer = torch.zeros(1, dtype=torch.int64)
         self._wait(self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["barrier"]),
                                    dist.P2POp(dist.irecv, answer, 0, self._group, self._tag["barrier"])]}, what),
                    what)
-        return bool(answer.item())
+        return int(answer.item())
+
+    def limit_messages(self, max_bytes: int) -> None:
+        """The largest message a sender of this run can produce: a peer declaring more (or a total over the
+        senders this rank hears from beyond what they could send) is faulty."""
+        self.max_message_bytes = int(max_bytes)
+        self.max_peer_bytes = int(max_bytes) * int(max(np.diff(self.bounds)))
 
     def close(self) -> None:
         """End of the run. After success: the final handshake (every rank waits until all are done); the
@@ -644,6 +659,31 @@ class DistributedEngine:
                 self._failed = True
                 raise PeerError(self._message(int(got[1]), int(got[2]), int(got[3]), q, what))
         self._wait(sends, what, deadline)
+
+
+def _loopback_store(rank: int, world: int, timeout: float):
+    """For ranks that ``jwins.launch`` started on one machine (``JWINS_LOCAL_RENDEZVOUS=1``): the rendezvous
+    store of rank 0 listens on the loopback address only (torch's own listens on every address), so no other
+    machine can join or read it. None otherwise (torchrun's env:// rendezvous)."""
+    if os.environ.get("JWINS_LOCAL_RENDEZVOUS") != "1":
+        return None
+    import socket
+
+    from torch.distributed import TCPStore
+
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if rank != 0:
+        return TCPStore(host, port, world, False, timeout=timedelta(seconds=timeout))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(world + 8)
+    store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout), master_listen_fd=listener.fileno())
+    _LISTENERS.append(listener)  # the store serves on this socket: keep it open as long as the process
+    return store
+
+
+_LISTENERS: list = []
 
 
 def _first_line(e: BaseException) -> str:

@@ -44,5 +44,11 @@ class LocalEngine:
     def agree(self, flag: bool) -> bool:
         return bool(flag)
 
+    def minimum(self, value: int) -> int:
+        return int(value)
+
+    def limit_messages(self, max_bytes: int) -> None:
+        del max_bytes  # the bytes never leave this process
+
     def close(self) -> None:
         pass
