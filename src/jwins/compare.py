@@ -180,7 +180,9 @@ def _state(job: Job) -> str:
     """done (summary written), resume (a checkpoint to continue from), fresh (nothing, or nothing usable)."""
     if (job.dir / rundir.SUMMARY).exists():
         return "done"
-    if rundir.checkpoint_path(job.dir).exists():
+    from . import checkpoint
+
+    if checkpoint.rounds_available(rundir.checkpoint_path(job.dir)):
         return "resume"
     return "fresh"
 

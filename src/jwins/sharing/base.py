@@ -2,7 +2,7 @@
 
 A sharing algorithm serves all nodes hosted by a process at once. Its state is an explicit value, never hidden
 in attributes: ``init`` returns it, ``prepare`` and ``merge`` take it and return the next one. The state is
-exactly what a checkpoint holds (its tensor and array fields are saved), so hosting the nodes in one process or
+exactly what a checkpoint holds (its tensor fields are saved), so hosting the nodes in one process or
 many, or stopping and resuming, cannot change the numbers. What lives only from ``prepare`` to ``merge`` of one
 round (the transformed coefficients, what was sent) travels in a separate ``prepared`` value.
 """
@@ -26,8 +26,8 @@ class Sharing(Protocol):
     with the messages that arrived).
 
     * ``init(params, nodes)``: the first state. ``params`` is the [N, D] matrix of the hosted ``nodes``
-      (global ids, row order). The state is a NamedTuple (or None); its tensor and numpy fields are what a
-      checkpoint saves and restores, so it must hold everything that carries over between rounds.
+      (global ids, row order). The state is a NamedTuple (or None); its tensor fields are what a checkpoint
+      saves and restores, so it must hold (as tensors) everything that carries over between rounds.
     * ``message_dim(dim)``: the length of the vectors on the wire for a model of ``dim`` parameters.
     * ``prepare(state, params, round, rngs)`` -> ``(messages, state, prepared)``: one :class:`Message` per
       hosted node that sends this round (stamped with its sender and round), in row order. ``rngs[i]`` is node
