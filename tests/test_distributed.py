@@ -296,3 +296,37 @@ def test_launch_decision(monkeypatch):
     assert not needs_local_launch(config.load(overrides=["engine.workers=2", "engine.kind=distributed"]))
     with pytest.raises(ConfigError, match="add --set engine.kind=distributed"):
         needs_local_launch(config.load(overrides=["engine.workers=2"]))
+
+
+def test_shards_of_different_rounds_resume_from_the_newest_common_one(tmp_path):
+    """A machine crash between two ranks' checkpoint writes: rank 0 holds round 6 (and, not yet committed, the
+    previous round 3), rank 1 still round 3. The resume continues from round 3, the newest round both hold,
+    and ends with the metrics of an uninterrupted run."""
+    common = [x for o in QUICK for x in ("--set", o)] + ["--algorithm", "jwins", "--set", "checkpoint.every=3",
+                                                        "--set", "engine.workers=2"]
+    out = tmp_path / "run"
+    first = subprocess.run([sys.executable, "-m", "jwins", "run", *common, "--set", "rounds=3", "--out", str(out),
+                            "--quiet", "--no-plots"], env=_env(), capture_output=True, text=True, timeout=100)
+    assert first.returncode == 0, first.stderr
+    shard0, shard1 = out / "checkpoint-0-of-2.npz", out / "checkpoint-1-of-2.npz"
+    round3 = {p: p.read_bytes() for p in (shard0, shard1)}
+    (out / "summary.json").unlink()
+    more = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(out), "--rounds", "6", "--quiet",
+                           "--no-plots"], env=_env(), capture_output=True, text=True, timeout=100)
+    assert more.returncode == 0, more.stderr
+    (out / "checkpoint-0-of-2.prev.npz").write_bytes(round3[shard0])  # rank 0 wrote round 6, not committed
+    shard1.write_bytes(round3[shard1])                                 # rank 1 never wrote round 6
+    (out / "summary.json").unlink()
+    changed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(out), "--rounds", "9", "--set",
+                              "train.lr=0.9", "--quiet", "--no-plots"], env=_env(), capture_output=True, text=True,
+                             timeout=100)
+    assert changed.returncode == 2 and "configuration differs in train.lr" in changed.stderr, changed.stderr
+    resumed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", str(out), "--rounds", "9", "--quiet",
+                              "--no-plots"], env=_env(), capture_output=True, text=True, timeout=100)
+    assert resumed.returncode == 0, resumed.stderr
+    threads = torch.get_num_threads()
+    try:
+        run(config.load(overrides=[*QUICK, "sharing.algorithm=jwins", "rounds=9"]), run_dir=tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_metrics(_rows(out), _rows(tmp_path / "local"))

@@ -62,6 +62,11 @@ def comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
+def differences(saved: dict, wanted: dict) -> list[str]:
+    """The dotted keys in which two resolved configs differ, leaving out what a resumed run may change."""
+    return sorted(_diff(comparable(json.loads(json.dumps(saved))), comparable(json.loads(json.dumps(wanted)))))
+
+
 def previous(path: Path) -> Path:
     """Where the previous generation of the checkpoint ``path`` is kept: ``<stem>.prev<suffix>``."""
     path = Path(path)

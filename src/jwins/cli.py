@@ -107,6 +107,14 @@ def _run_local_workers(cfg, args: argparse.Namespace):
     resolved = config.to_dict(config.override(cfg, ["engine.kind=distributed"]))
     if args.resume:
         run_dir = Path(args.resume)
+        saved = rundir.read_json(run_dir / rundir.CONFIG, required=True)
+        from .checkpoint import differences
+
+        changed = differences(saved, resolved)
+        if changed:
+            raise JwinsError(f"--resume {run_dir}: the run's configuration differs in {', '.join(changed[:5])}; only "
+                             "rounds, checkpoint.* and engine.* may change when a run is continued")
+        rundir.write_config(run_dir, resolved)  # the ranks read it: e.g. more rounds
     else:
         default = rundir.default_path(cfg.sharing.algorithm, cfg.data.name, time.time())
         run_dir = rundir.claim(args.out or default, resolved, overwrite=args.overwrite, exclusive=not args.out)
