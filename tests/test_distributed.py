@@ -28,6 +28,9 @@ QUICK = ["nodes=6", "rounds=3", "topology.degree=3", "data.max_samples=300", "wi
          "eval.every=1", "engine.threads=1"]
 JOBS = {alg: [f"sharing.algorithm={alg}"] for alg in ("full", "topk", "choco", "jwins")}
 JOBS["one-node-per-rank"] = ["sharing.algorithm=jwins", "nodes=3", "topology.degree=2"]
+# a fresh graph every round / every 2 rounds: every rank derives the same graphs from the seed
+JOBS["resampled"] = ["sharing.algorithm=jwins", "topology.resample_every=1"]
+JOBS["resampled-choco"] = ["sharing.algorithm=choco", "topology.resample_every=2"]
 EXACT = {"round", "bytes_sent", "bytes_header", "bytes_indices", "bytes_values", "cumulative_bytes", "offline",
          "test_metric_name"}
 

@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, parallel, rundir
+from . import checkpoint, parallel, rundir, topology
 from . import config as config_mod
 from .communication import communicate
 from .config import Config
 from .errors import CheckpointError, JwinsError, RunDirError
 from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
-from .world import World, build_world, record_objects
+from .sharing.base import Mixing
+from .world import World, build_world, record_objects, resampled_graph
 
 PHASES = ("train", "prepare", "encode", "exchange", "decode", "merge", "evaluate")
 
@@ -110,8 +111,11 @@ class _Run:
         claimed = write and engine.rank == 0 and not resume
         if claimed:  # refuse a directory holding another run before any work
             rundir.claim(self.dir, self.resolved, overwrite=overwrite, exclusive=run_dir is None, create=False)
+        if config.log.tensorboard and write and engine.rank == 0:
+            rundir.check_tensorboard()
         world, params = build_world(config, engine.nodes, **parts)
         self.world, self.params = world, params
+        self.base_graph = world.graph
         self.trainer = Trainer(world.flat, world.dataset.train_x.to(params.device),
                                world.dataset.train_y.to(params.device), world.parts, world.nodes,
                                task=world.dataset.task, seed=config.seed, local_steps=config.train.local_steps,
@@ -137,7 +141,7 @@ class _Run:
         if write and engine.rank == 0:
             if claimed:
                 rundir.claim(self.dir, self.resolved, overwrite=overwrite, exclusive=run_dir is None)
-            self.writer = rundir.Writer(self.dir, self.resolved, self.metrics)
+            self.writer = rundir.Writer(self.dir, self.resolved, self.metrics, tensorboard=config.log.tensorboard)
         self.write, self.quiet = write, quiet
 
     def _restore(self) -> None:
@@ -184,8 +188,11 @@ class _Run:
             self.stop = stop
             try:
                 for r in range(self.first_round, config.rounds):
+                    self._regraph(r)
                     gathered, acc, loss, round_seconds, offline = self._round(r)
                     completed = r + 1
+                    if r == self.first_round and engine.rank == 0:
+                        self._warn_if_evaluation_dominates(round_seconds)
                     if engine.rank == 0:
                         record = self._record(r, gathered, acc, loss, round_seconds, offline, cumulative, net_total,
                                               before + time.perf_counter() - start)
@@ -238,27 +245,72 @@ class _Run:
         self.pending = False
         if (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds:
             last = r + 1 == config.rounds  # the final evaluation is never skipped
-            acc, loss = self._evaluate(None if last else (lambda: self.stop.requested))
+            acc, loss = self._evaluate(None if last else (lambda: self.stop.requested),
+                                       everything=last and config.eval.final_full)
             self.pending = acc is None  # stopped during the evaluation: it is done on resume
         per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * self.slowdown
         message_bytes = out.sent[:, 0] / np.maximum(w.graph.degrees[self.hosted], 1)
         gathered = engine.gather(np.column_stack([losses, out.sent, out.alphas, per_node_compute, message_bytes]))
         return gathered, acc, loss, time.perf_counter() - round_start, offline
 
-    def _evaluate(self, should_stop):
-        """Every rank evaluates its sampled nodes; rank 0 gets the world's (metric, loss) rows. (None, None) on
-        every rank when a stop request cut the evaluation short on any rank."""
+    def _evaluate(self, should_stop, everything: bool = False):
+        """Every rank evaluates its sampled nodes on the sampled test set (``everything``: all its nodes on the
+        whole test set); rank 0 gets the world's (metric, loss) rows. (None, None) on every rank when a stop
+        request cut the evaluation short on any rank."""
         w, engine = self.world, self.engine
+        rows = np.arange(len(self.hosted)) if everything else self.eval_rows
+        device = self.params.device
+        test_x, test_y = (w.dataset.test_x.to(device), w.dataset.test_y.to(device)) if everything else \
+            (w.test_x, w.test_y)
         with self.timer("evaluate"):
-            result = evaluate(w.flat, self.params[self.eval_rows], w.test_x, w.test_y, task=w.dataset.task,
+            result = evaluate(w.flat, self.params[rows], test_x, test_y, task=w.dataset.task,
                               batch_size=self.config.eval.batch_size, should_stop=should_stop)
         if engine.world_size > 1 and should_stop is not None:
             result = None if engine.agree(result is None) else result
         if result is None:
             return None, None
         full_acc, full_loss = np.full(len(self.hosted), np.nan), np.full(len(self.hosted), np.nan)
-        full_acc[self.eval_rows], full_loss[self.eval_rows] = result
+        full_acc[rows], full_loss[rows] = result
         return engine.gather(full_acc), engine.gather(full_loss)
+
+    def _regraph(self, r: int) -> None:
+        """With ``topology.resample_every = R``: a fresh graph of the same family every R rounds (drawn from the
+        seed and ``r // R``, so the same on every rank and after a resume); the sharing algorithm's ``regraph``
+        (if it has one) hears of every change."""
+        every = self.config.topology.resample_every
+        if not every or (r % every and r != self.first_round):
+            return
+        graph = self._graph_of(r // every)
+        if graph == self.world.graph:
+            return
+        self.world.graph = graph
+        self.world.mixing = Mixing(topology.metropolis_hastings(graph), tuple(self.world.nodes))
+        changed = r % every == 0 and r > 0 and graph != self._graph_of(r // every - 1)
+        if changed and self.world.traits.regraph is not None:
+            self.share_state = self.world.traits.regraph(self.share_state, self.world.mixing)
+
+    def _graph_of(self, epoch: int) -> topology.Graph:
+        return self.base_graph if epoch == 0 else resampled_graph(self.config, self.base_graph, epoch)
+
+    def _warn_if_evaluation_dominates(self, round_seconds: float) -> None:
+        """Estimated from one forward batch after the first round: say so at once if evaluating will take more
+        of the run than the rounds themselves."""
+        config, w = self.config, self.world
+        if not len(self.eval_rows):
+            return
+        batch = min(config.eval.batch_size, len(w.test_y))
+        start = time.perf_counter()
+        evaluate(w.flat, self.params[self.eval_rows[:1]], w.test_x[:batch], w.test_y[:batch], task=w.dataset.task,
+                 batch_size=batch)
+        per_eval = (time.perf_counter() - start) * (-(-len(w.test_y) // batch)) * len(self.eval_rows) * \
+            self.engine.world_size / max(1, parallel.budget(self.params.device))
+        left = config.rounds - self.first_round
+        evals = (left // config.eval.every if config.eval.every else 0) + 1
+        if per_eval * evals > round_seconds * left:
+            print(f"jwins: warning: evaluation will take about {per_eval * evals:.0f} s of this run against "
+                  f"{round_seconds * left:.0f} s of rounds ({evals} evaluations of {len(self.eval_rows) * self.engine.world_size} "
+                  f"nodes on {len(w.test_y)} test samples); to spend less, lower eval.nodes or eval.max_samples, "
+                  "or raise eval.every", file=sys.stderr, flush=True)
 
     def _test_fields(self, acc: np.ndarray, loss: np.ndarray) -> dict[str, Any]:
         a = acc[~np.isnan(acc)]

@@ -109,27 +109,54 @@ def checkpoint_path(run_dir: str | Path, rank: int = 0, world_size: int = 1) -> 
     return Path(run_dir) / name
 
 
-class Writer:
-    """Writes one run directory: config.json at the start, metrics.jsonl line by line, summary.json at the end.
+TENSORBOARD = "tensorboard"
 
-    A resumed run starts metrics.jsonl again from the checkpoint's records, so no round is lost or repeated.
+
+def check_tensorboard() -> None:
+    """``log.tensorboard = true`` needs the tensorboard package: say so before any work."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise JwinsError("log.tensorboard = true needs the tensorboard package: pip install 'jwins[tensorboard]'"
+                         ) from None
+
+
+class Writer:
+    """Writes one run directory: config.json at the start, metrics.jsonl line by line, summary.json at the end,
+    and with ``tensorboard`` the same per-round numbers as TensorBoard scalars in ``tensorboard/``.
+
+    A resumed run starts metrics.jsonl again from the checkpoint's records, so no round is lost or repeated
+    (and TensorBoard discards what an interrupted run logged after the checkpoint).
     """
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], metrics_so_far: list[dict] = ()):
+    def __init__(self, run_dir: Path, config: dict[str, Any], metrics_so_far: list[dict] = (),
+                 tensorboard: bool = False):
         self.dir = Path(run_dir)
         write_config(self.dir, config)
         atomic_write(self.dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics_so_far))
         self._metrics = open(self.dir / METRICS, "a")
+        self._board = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._board = SummaryWriter(str(self.dir / TENSORBOARD), purge_step=len(metrics_so_far) + 1)
 
     def append(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
+        if self._board is not None:
+            for key, value in record.items():
+                if key != "round" and finite(value):
+                    self._board.add_scalar(key, value, global_step=int(record["round"]))
+            self._board.flush()
 
     def close(self) -> None:
         self._metrics.close()
+        if self._board is not None:
+            self._board.close()
 
     def finish(self, summary: dict) -> None:
-        self._metrics.close()
+        self.close()
         atomic_write(self.dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 

@@ -44,6 +44,7 @@ class SharingTraits:
 
     index_codec: str | None   # a wire index codec it requires (``seed`` for subsampling), else the config's
     reliable_links: bool      # its state breaks for good if a message is lost
+    regraph: Callable[[Any, Mixing], Any] | None  # told when the graph changes (state -> state), if it must be
 
 
 def build_sharing(config: Config, sharing: Any = None) -> tuple[Sharing, SharingTraits]:
@@ -62,7 +63,8 @@ def build_sharing(config: Config, sharing: Any = None) -> tuple[Sharing, Sharing
         missing = [m for m in _PROTOCOL if not callable(getattr(obj, m, None))]
         raise ConfigError(f"{key}: {type(obj).__name__} is not a sharing algorithm: it has no "
                           f"{', '.join(missing)} (see the Sharing protocol in docs/extending.md)")
-    traits = SharingTraits(getattr(obj, "index_codec", None), bool(getattr(obj, "reliable_links", False)))
+    traits = SharingTraits(getattr(obj, "index_codec", None), bool(getattr(obj, "reliable_links", False)),
+                           getattr(obj, "regraph", None))
     if traits.reliable_links:
         for name, value in (("message_loss", config.faults.message_loss), ("offline", config.faults.offline)):
             if value:
@@ -93,6 +95,22 @@ def build_graph(config: Config, graph: Any = None) -> topology.Graph:
     g = topology.as_graph(graph, config.nodes)
     topology.check_connected(g)
     return g
+
+
+def resampled_graph(config: Config, base: topology.Graph, epoch: int) -> topology.Graph:
+    """The graph of resampling epoch ``epoch`` >= 1 (``topology.resample_every``): a fresh draw of the same
+    family from a seed derived from (seed, epoch); a family that draws nothing at random (ring, torus, full, a
+    file, a given graph) gets its nodes relabelled by a random permutation instead. Connected, like every graph."""
+    t = config.topology
+    seed = int(rng.stream(config.seed, "topology-resample", epoch).integers(0, 2**31))
+    graph = base
+    if config.topology.kind and not config.topology.kind.startswith(PYTHON_OBJECT):
+        graph = topology.build(t.kind, config.nodes, seed=seed, options=t.options, search=config.import_paths,
+                               degree=t.degree, probability=t.probability, path=t.path)
+    if graph == base:
+        perm = rng.stream(config.seed, "topology-relabel", epoch).permutation(config.nodes)
+        graph = topology.Graph.from_edges(config.nodes, [(int(perm[u]), int(perm[v])) for u, v in base.edges()])
+    return graph
 
 
 def load_dataset(config: Config, dataset: Any = None) -> tuple[Dataset, str | None]:
@@ -208,13 +226,20 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
         raise
     except ValueError as e:  # e.g. a module with buffers
         raise ConfigError(f"model.name: {e}") from None
-    if config.eval.nodes:
-        eval_nodes = np.sort(rng.stream(config.seed, "eval").choice(config.nodes, config.eval.nodes, replace=False))
-    else:
-        eval_nodes = np.arange(config.nodes)
-    test_x, test_y = data.test_x, data.test_y
-    if config.eval.max_samples:
-        test_x, test_y = test_x[:config.eval.max_samples], test_y[:config.eval.max_samples]
+    eval_nodes, samples = evaluation_sample(config, data.num_test)
+    test_x, test_y = data.test_x[samples].to(device), data.test_y[samples].to(device)
     world = World(config, data, [parts[i] for i in nodes], g, Mixing(topology.metropolis_hastings(g), tuple(nodes)),
-                  flat, nodes, eval_nodes, test_x.to(device), test_y.to(device), sharing_obj, traits)
+                  flat, nodes, eval_nodes, test_x, test_y, sharing_obj, traits)
     return world, params
+
+
+def evaluation_sample(config: Config, num_test: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The nodes evaluated and the test samples they are evaluated on: fixed random samples drawn from the seed
+    (``eval.nodes``, ``eval.max_samples``; 0 = all), the same for every algorithm run with that seed."""
+    n = config.eval.nodes
+    nodes = np.arange(config.nodes) if not n or n >= config.nodes else \
+        np.sort(rng.stream(config.seed, "eval").choice(config.nodes, n, replace=False))
+    k = config.eval.max_samples
+    samples = np.arange(num_test) if not k or k >= num_test else \
+        np.sort(rng.stream(config.seed, "eval-samples").choice(num_test, k, replace=False))
+    return nodes, torch.from_numpy(samples)

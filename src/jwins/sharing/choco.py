@@ -35,6 +35,9 @@ class ChocoState(NamedTuple):
     nodes: tuple[int, ...]
     public: Tensor        # [N, D] x_hat_i
     neighbour_sum: Tensor  # [N, D] s_i
+    resync: bool = False   # the graph changed this round: send x_hat densely, rebuild s (False between rounds)
+
+
 
 
 class Choco:
@@ -53,6 +56,13 @@ class Choco:
 
     def init(self, params: Tensor, nodes: Sequence[int]) -> ChocoState:
         return ChocoState(tuple(nodes), torch.zeros_like(params), torch.zeros_like(params))
+
+    def regraph(self, state: ChocoState, mixing: Mixing) -> ChocoState:
+        """The neighbours changed: s_i must become sum_j w'_ij x_hat_j over the new ones, whose x_hat_j this node
+        has never seen. In this round every node sends its whole public copy x_hat_i + q_i instead of q_i, and
+        s_i is rebuilt from them (exact, at the price of one dense message per change)."""
+        del mixing
+        return state._replace(resync=True)
 
     def prepare(self, state: ChocoState, params: Tensor, round: int, rngs: list[np.random.Generator]
                 ) -> tuple[list[Message], ChocoState, Tensor]:
@@ -86,13 +96,25 @@ class Choco:
             q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
         else:
             q = torch.from_numpy(sent).to(device=diff.device, dtype=diff.dtype)
-        return messages, state._replace(public=state.public + q), q
+        public = state.public + q
+        if state.resync:  # the whole public copy travels (rounded as the receivers decode it)
+            public, messages = self._dense(public, state.nodes, round)
+        return messages, state._replace(public=public), q
+
+    def _dense(self, public: Tensor, nodes: tuple[int, ...], round: int) -> tuple[Tensor, list[Message]]:
+        values = to_numpy(public)
+        if self.rounding is not None:
+            values = np.stack([self.rounding(v) for v in values]) if len(values) else values
+            public = torch.from_numpy(values).to(device=public.device, dtype=public.dtype)
+        return public, [Message(node, round, values.shape[1], None, values[i]) for i, node in enumerate(nodes)]
 
     def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Tensor
               ) -> tuple[Tensor, ChocoState]:
-        q = prepared  # this round's compressed difference (zeros where not sent)
-        s = state.neighbour_sum + self_weights(inbox, mixing, params) * q
-        s = weighted_sum(s, inbox, mixing)
+        if state.resync:  # s_i = w_ii x_hat_i + sum_j w_ij x_hat_j over the new neighbours
+            s = weighted_sum(self_weights(inbox, mixing, params) * state.public, inbox, mixing)
+        else:
+            q = prepared  # this round's compressed difference (zeros where not sent)
+            s = weighted_sum(state.neighbour_sum + self_weights(inbox, mixing, params) * q, inbox, mixing)
         new = params + self.gamma * (s - state.public)
         return new, ChocoState(state.nodes, state.public, s)
 
