@@ -35,10 +35,30 @@ def _env() -> dict[str, str]:
     return env
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     flags = ["--quiet", "--no-plots"] if args[0] == "run" else ["--quiet"]
-    return subprocess.Popen([sys.executable, "-m", "jwins", *args, *flags], cwd=cwd, env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "jwins", *args, *flags], cwd=cwd, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+    """Whatever a test asserts, the processes it started (and their ranks, in sessions of their own) end with it."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        for pid in [proc.pid, *map(int, children)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
 
 
 def _wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, limit: float = 120) -> None:
