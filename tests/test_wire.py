@@ -1154,3 +1154,27 @@ def test_fpzip_helpers_share_the_cores_among_local_ranks(monkeypatch):
     assert fpzip_helpers.default_size() == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "not a number")
     assert fpzip_helpers.default_size() == 8
+
+
+def test_pcodec_many_in_threads_equals_one_by_one():
+    """pcodec releases the GIL: encode_many and decode_many spread its messages over threads, with exactly the
+    bytes and values of encode and decode one by one, and a bad message in a batch isolated as its WireError."""
+    from jwins.wire import Message, decode, decode_many, encode, encode_many
+
+    g = np.random.default_rng(5)
+    messages = [Message(i, 3, 5000, None, (0.05 * g.normal(size=5000)).astype(np.float32)) for i in range(6)]
+    messages.append(Message(6, 3, 5000, np.arange(0, 5000, 7), g.normal(size=715).astype(np.float32)))
+    many = encode_many(messages, value_codec="pcodec", parallel_min_values=0)
+    assert many == [encode(m, value_codec="pcodec") for m in messages]
+    bad = bytearray(many[2])
+    bad[-9] ^= 0xFF
+    batch = [*many[:2], bytes(bad), *many[3:]]
+    got = decode_many(batch, dim=5000, parallel_min_values=0)
+    for data, result in zip(batch, got):
+        try:
+            want = decode(data, dim=5000)
+        except WireError as exc:
+            assert isinstance(result, WireError) and str(result) == str(exc)
+        else:
+            assert np.array_equal(result.values, want.values) and result.sender == want.sender
+    assert isinstance(got[2], WireError)

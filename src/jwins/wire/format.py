@@ -31,6 +31,7 @@ import math
 import operator
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -195,8 +196,27 @@ def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", va
     icodec, vcodec = _codecs(index_codec, value_codec)
     sections = _parallel_fpzip_sections(messages, parallel_min_values) if vcodec is FPZIP else None
     if sections is None:
+        if vcodec.releases_gil and _threads_pay([m.k for m in messages], parallel_min_values):
+            return _in_threads(lambda m: _encode(m, icodec, vcodec), messages)
         return [_encode(m, icodec, vcodec) for m in messages]
     return [_encode(m, icodec, vcodec, vsec) for m, vsec in zip(messages, sections)]
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _threads_pay(counts: list[int], minimum: int | None) -> bool:
+    """Whether a codec that releases the GIL should work on these messages in several threads."""
+    minimum = PARALLEL_MIN_VALUES if minimum is None else minimum
+    return len(counts) >= 2 and fpzip_helpers.default_size() >= 2 and sum(counts) >= minimum
+
+
+def _in_threads(fn, items: list) -> list:
+    """``[fn(item) for item in items]`` on this process's share of the cores, results in order; an exception
+    is raised as the sequential loop would raise it (the first failing item's)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(fpzip_helpers.default_size(), thread_name_prefix="jwins-wire"))
+    return list(_POOL[0].map(fn, items))
 
 
 PARALLEL_MIN_VALUES = 100_000  # below this, helper processes cost more than they save
@@ -424,21 +444,23 @@ def decode_many(datas: list[bytes], *, dim: int | None = None, max_dim: int = DE
                 values[i] = None
             else:
                 values[i] = fpzip_helpers.malformed(reply, k)
-    out: list[Message | WireError] = []
-    for i, head in enumerate(heads):
+    def finish(i: int) -> Message | WireError:
+        head = heads[i]
         if isinstance(head, WireError):
-            out.append(head)
-            continue
+            return head
         got = values.get(i)
         if isinstance(got, WireError):
-            out.append(got)
-            continue
+            return got
         try:
             decoded = None if got is None else fpzip_helpers.reply_values(got, head.header.k)
-            out.append(_guard(_decode_tail, head, trusted, decoded))
+            return _guard(_decode_tail, head, trusted, decoded)
         except WireError as exc:
-            out.append(exc)
-    return out
+            return exc
+
+    threaded = [h.header.k for h in heads if not isinstance(h, WireError) and h.header.value_codec.releases_gil]
+    if _threads_pay(threaded, parallel_min_values):
+        return _in_threads(finish, list(range(len(heads))))
+    return [finish(i) for i in range(len(heads))]
 
 
 def _guard(fn, *args):

@@ -236,4 +236,4 @@ def _pcodec_decode(section: Any, k: int) -> np.ndarray:
     return out
 
 
-PCODEC = ValueCodec("pcodec", PCODEC_ID, _pcodec_encode, _pcodec_decode, True)
+PCODEC = ValueCodec("pcodec", PCODEC_ID, _pcodec_encode, _pcodec_decode, True, releases_gil=True)

@@ -27,6 +27,7 @@ class ValueCodec(NamedTuple):
     encode: Callable[[np.ndarray], bytes]
     decode: Callable[[Any, int], np.ndarray]
     lossless: bool
+    releases_gil: bool = False  # long enough and GIL-free: encode_many/decode_many spread it over threads
 
 
 FLOAT32_ID, FLOAT16_ID, BFLOAT16_ID = 0, 1, 2  # 3 is fpzip (jwins.wire.fpzip)
