@@ -16,7 +16,7 @@ def test_defaults_follow_the_design_tree():
     assert cfg.data.name == "digits" and cfg.data.partition == "shards" and cfg.data.shards_per_node == 2
     assert cfg.topology.kind == "regular" and cfg.topology.degree == 4
     assert cfg.sharing.alphas == (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
-    assert (cfg.wire.index_codec, cfg.wire.value_codec) == ("elias-gamma", "fpzip")
+    assert (cfg.wire.index_codec, cfg.wire.value_codec) == ("elias-gamma", "pcodec")
 
 
 def test_toml_then_overrides(tmp_path):

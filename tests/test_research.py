@@ -13,7 +13,7 @@ from jwins.compare import compare
 from jwins.communication import communicate
 from jwins.engine.local import LocalTransport
 from jwins.experiment import run
-from jwins.report import t_interval
+from jwins.report import read_run, t_interval, target_reached
 from jwins.sharing import Mixing, choco
 from jwins.world import build_world, evaluation_sample, resampled_graph
 
@@ -36,7 +36,7 @@ def _rows(run_dir) -> list[dict]:
 def test_a_comparison_over_seeds_reports_means_and_t_intervals(tmp_path):
     """Every column is the mean over the seeds' runs and its 95% Student-t half-width; each seed changes the
     partition, the graph, the initial model and the batches."""
-    result = compare(_cfg("rounds=4"), ["full", "jwins"], seeds=[0, 1, 2], out=tmp_path / "cmp")
+    result = compare(_cfg("rounds=4"), ["full", "jwins"], seeds=[0, 1, 2], out=tmp_path / "cmp", targets=[0.1, 0.2])
     finals = {label: [json.loads((tmp_path / "cmp" / label / f"seed-{s}" / "summary.json").read_text())
                       ["final_accuracy"]["mean"] for s in (0, 1, 2)] for label in ("full", "jwins")}
     for row in result.rows:
@@ -45,6 +45,13 @@ def test_a_comparison_over_seeds_reports_means_and_t_intervals(tmp_path):
         assert row["final_mean"] == pytest.approx(np.mean(values))
         assert row["final_mean_ci"] == pytest.approx(t_interval(values))
         assert row["final_mean_ci"] == pytest.approx(4.302653 * np.std(values, ddof=1) / np.sqrt(3), rel=1e-5)
+        for t in (0.1, 0.2):  # bytes to each extra target: the mean over the seeds that reached it
+            hits = [target_reached(read_run(tmp_path / "cmp" / row["label"] / f"seed-{s}").metrics, t)
+                    for s in (0, 1, 2)]
+            reached = [h["cumulative_bytes"] for h in hits if h]
+            assert row[f"bytes_to_{t:g}_reached"] == len(reached)
+            if reached:
+                assert row[f"bytes_to_{t:g}"] == pytest.approx(np.mean(reached))
     configs = [json.loads((tmp_path / "cmp" / "full" / f"seed-{s}" / "config.json").read_text()) for s in (0, 1, 2)]
     assert [c["seed"] for c in configs] == [0, 1, 2]
     assert len({json.dumps(_rows(tmp_path / "cmp" / "full" / f"seed-{s}")) for s in (0, 1, 2)}) == 3
@@ -183,11 +190,17 @@ def test_final_full_evaluates_every_node_on_every_test_sample():
     assert final["test_accuracy_min"] == pytest.approx(sampled.metrics[-1]["test_accuracy_min"])
 
 
-def test_jwins_run_says_when_evaluation_would_dominate(capsys):
-    run(_cfg("rounds=3", "eval.every=1", "eval.nodes=0", "eval.max_samples=0", "train.local_steps=1"), write=False)
+def test_jwins_run_says_when_evaluation_would_dominate(capsys, monkeypatch):
+    """After the first round the loop times one forward batch and, if the evaluations would take longer than the
+    rounds, says so at once (the timing is replaced here, so the test does not depend on the machine's load)."""
+    from jwins import experiment
+
+    monkeypatch.setattr(experiment, "_forward_seconds", lambda *a: 30.0)  # a slow evaluation
+    run(_cfg("rounds=3", "eval.every=1"), write=False)
     err = capsys.readouterr().err
     assert "jwins: warning: evaluation will take about" in err and "lower eval.nodes or eval.max_samples" in err
-    run(_cfg("rounds=3", "eval.every=0", "eval.nodes=1", "eval.max_samples=20"), write=False)
+    monkeypatch.setattr(experiment, "_forward_seconds", lambda *a: 0.0)
+    run(_cfg("rounds=3", "eval.every=1"), write=False)
     assert "evaluation will take" not in capsys.readouterr().err
 
 

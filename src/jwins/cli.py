@@ -141,6 +141,15 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def _targets(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise JwinsError(f"--targets {text!r} must be numbers separated by commas, e.g. 0.7,0.75,0.8") from None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import compare
 
@@ -154,7 +163,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
             result = compare.compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out,
                                      quiet=args.quiet, overwrite=args.overwrite, seeds=_seeds(args.seeds),
-                                     jobs=args.jobs)
+                                     jobs=args.jobs, targets=_targets(args.targets))
     except compare.CompareInterrupted as e:
         print(f"jwins: {e}", file=sys.stderr)
         return e.exit_status
@@ -226,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "e.g. --sweep choco:sharing.gamma=0.05,0.1,0.2,0.5")
     p_cmp.add_argument("--target", type=float, help="target accuracy (fraction) for rounds/bytes-to-target "
                                                      "(default: 95%% of full sharing's final accuracy)")
+    p_cmp.add_argument("--targets", metavar="T1,T2,...", help="more accuracy targets, each with a bytes-to-target "
+                                                               "column, e.g. 0.7,0.75,0.8")
     p_cmp.add_argument("--seeds", metavar="S1,S2,...", help="run every setting once per seed (partition, graph, "
                                                              "initial model, batches) and report 95%% intervals")
     p_cmp.add_argument("--jobs", type=int, help="independent runs side by side in this many processes (default: "

@@ -130,10 +130,11 @@ def plan(base: Config, algorithms: list[str], sweeps: list[str], seeds: list[int
 
 def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), target: float | None = None,
             out: str | Path | None = None, quiet: bool = True, overwrite: bool = False,
-            seeds: list[int] | None = None, jobs: int | None = None) -> Comparison:
+            seeds: list[int] | None = None, jobs: int | None = None, targets: list[float] = ()) -> Comparison:
     """Run every algorithm (and its sweep, for every seed) from ``base``, then tabulate them against full
     sharing. ``jobs`` runs that many in separate processes side by side (default: what the cores allow given
-    ``engine.threads``). A new comparison directory is claimed like a run directory."""
+    ``engine.threads``); ``targets`` adds bytes-to-target columns. A new comparison directory is claimed like
+    a run directory."""
     try:
         algorithms = [registry.SHARING.check(a) for a in algorithms]
     except ConfigError as e:
@@ -144,7 +145,7 @@ def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), targ
     root = rundir.claim(out or rundir.default_path("compare", base.data.name, time.time()), {},
                         overwrite=overwrite, exclusive=not out)
     request = {"config": config_mod.to_dict(base), "algorithms": algorithms, "sweeps": list(sweeps),
-               "seeds": seeds, "target": target}
+               "seeds": seeds, "target": target, "targets": list(targets)}
     rundir.atomic_write(root / PLAN, json.dumps(request, indent=2) + "\n")
     return _execute(root, request, quiet=quiet, jobs=jobs)
 
@@ -341,7 +342,7 @@ def _tabulate(root: Path, base: Config, todo: list[Job], request: dict[str, Any]
         finals = [r.summary["final_accuracy"]["mean"] for r in full if r.summary]
         if finals and all(f is not None for f in finals):
             target = sum(finals) / len(finals) * (1.05 if full[0].metric_name == "rmse" else 0.95)
-    rows = report.seed_table(groups, target=target)
+    rows = report.seed_table(groups, target=target, targets=request.get("targets", ()))
     (root / "compare.json").write_text(json.dumps({"target": target, "seeds": request["seeds"], "rows": rows,
                                                    "sweep": sweep_log}, indent=2, default=str) + "\n")
     (root / "compare.md").write_text(report.markdown_table(rows) + "\n")

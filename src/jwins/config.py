@@ -161,7 +161,8 @@ class SharingConfig:
 @dataclass(frozen=True)
 class WireConfig:
     index_codec: str = "elias-gamma"  # elias-gamma (the paper's) | rice | bitmap | auto (smallest per message)
-    value_codec: str = "fpzip"        # float32 | fpzip | pcodec (lossless) | float16 | bfloat16 (lossy)
+    value_codec: str = "pcodec"       # pcodec | fpzip | float32 (lossless) | float16 | bfloat16 (lossy); pcodec:
+    # the fewest bytes at a speed that keeps a 96-node JWINS round within 1.10x of training (benchmarks/README.md)
 
     def __post_init__(self) -> None:
         _choice("wire.", "index_codec", self.index_codec, _selectable(registry.INDEX_CODECS))

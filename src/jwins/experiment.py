@@ -299,18 +299,15 @@ class _Run:
         if not len(self.eval_rows):
             return
         batch = min(config.eval.batch_size, len(w.test_y))
-        start = time.perf_counter()
-        evaluate(w.flat, self.params[self.eval_rows[:1]], w.test_x[:batch], w.test_y[:batch], task=w.dataset.task,
-                 batch_size=batch)
-        per_eval = (time.perf_counter() - start) * (-(-len(w.test_y) // batch)) * len(self.eval_rows) * \
-            self.engine.world_size / max(1, parallel.budget(self.params.device))
+        per_batch = _forward_seconds(w, self.params[self.eval_rows[:1]], batch)
+        per_eval = per_batch * (-(-len(w.test_y) // batch)) * len(self.eval_rows) * self.engine.world_size / \
+            max(1, parallel.budget(self.params.device))
         left = config.rounds - self.first_round
         evals = (left // config.eval.every if config.eval.every else 0) + 1
-        if per_eval * evals > round_seconds * left:
-            print(f"jwins: warning: evaluation will take about {per_eval * evals:.0f} s of this run against "
-                  f"{round_seconds * left:.0f} s of rounds ({evals} evaluations of {len(self.eval_rows) * self.engine.world_size} "
-                  f"nodes on {len(w.test_y)} test samples); to spend less, lower eval.nodes or eval.max_samples, "
-                  "or raise eval.every", file=sys.stderr, flush=True)
+        warning = evaluation_warning(per_eval, evals, round_seconds, left,
+                                     len(self.eval_rows) * self.engine.world_size, len(w.test_y))
+        if warning:
+            print(f"jwins: warning: {warning}", file=sys.stderr, flush=True)
 
     def _test_fields(self, acc: np.ndarray, loss: np.ndarray) -> dict[str, Any]:
         a = acc[~np.isnan(acc)]
@@ -420,6 +417,30 @@ class _GracefulStop:
     def __exit__(self, *exc):
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
+
+
+def _forward_seconds(world: World, rows: torch.Tensor, batch: int) -> float:
+    """Seconds to evaluate one node on one test batch (what the evaluation cost is estimated from)."""
+    start = time.perf_counter()
+    evaluate(world.flat, rows, world.test_x[:batch], world.test_y[:batch], task=world.dataset.task, batch_size=batch)
+    return time.perf_counter() - start
+
+
+def evaluation_warning(per_eval: float, evals: int, round_seconds: float, rounds: int, nodes: int,
+                       samples: int) -> str | None:
+    """What ``jwins run`` says when ``evals`` evaluations of ``per_eval`` seconds will take longer than
+    ``rounds`` rounds of ``round_seconds``; None when they will not.
+
+    >>> evaluation_warning(2.0, 11, 0.5, 100, 16, 2000) is None
+    True
+    >>> evaluation_warning(10.0, 11, 0.5, 100, 96, 10000).split(";")[0]
+    'evaluation will take about 110 s of this run against 50 s of rounds (11 evaluations of 96 nodes on 10000 test samples)'
+    """
+    if per_eval * evals <= round_seconds * rounds:
+        return None
+    return (f"evaluation will take about {per_eval * evals:.0f} s of this run against {round_seconds * rounds:.0f} s "
+            f"of rounds ({evals} evaluations of {nodes} nodes on {samples} test samples); to spend less, lower "
+            "eval.nodes or eval.max_samples, or raise eval.every")
 
 
 def _nanmean(a: np.ndarray) -> float:

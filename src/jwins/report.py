@@ -94,7 +94,7 @@ def _part(run: Run, key: str) -> float | None:
 
 
 def compare_table(runs: Sequence[Run | str | Path], *, target: float | None = None,
-                  reference: str = "full") -> list[dict[str, Any]]:
+                  reference: str = "full", targets: Sequence[float] = ()) -> list[dict[str, Any]]:
     """One row (a dict) per run, in the given order.
 
     Keys: ``label``, ``algorithm``, ``dataset``, ``nodes``, ``rounds``, ``metric`` ("accuracy"/"rmse"),
@@ -106,6 +106,8 @@ def compare_table(runs: Sequence[Run | str | Path], *, target: float | None = No
     With ``target``: ``target``, ``rounds_to_target``, ``bytes_to_target`` (cumulative bytes per node when
     first reached; None if never). When any run has ``network_seconds``: ``network_seconds`` (modelled
     total) and, with ``target``, ``network_seconds_to_target``.
+
+    Each of ``targets`` adds ``rounds_to_<t>`` and ``bytes_to_<t>`` (``t`` as ``%g`` formats it).
 
     ``target`` is in the metric's own units: an accuracy fraction (0.9, not 90) or an RMSE (lower is
     better for RMSE)."""
@@ -146,6 +148,9 @@ def compare_table(runs: Sequence[Run | str | Path], *, target: float | None = No
             "bytes_header_per_node": _part(r, "bytes_header"),
             "seconds": summary.get("seconds", r.metrics[-1].get("seconds")),
         }
+        for t in targets:
+            hit = target_reached(r.metrics, t, higher_is_better=metric != "rmse")
+            row[f"rounds_to_{t:g}"], row[f"bytes_to_{t:g}"] = hit and hit["round"], hit and hit["cumulative_bytes"]
         if target is not None:
             hit = target_reached(r.metrics, target, higher_is_better=metric != "rmse")
             row.update(target=target, rounds_to_target=hit and hit["round"],
@@ -240,6 +245,12 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
                  (f"MB to {at}", lambda r: _pm(r, "bytes_to_target", _mb))]
         if any("network_seconds_to_target" in row for row in rows):
             cols.append((f"net s to {at}", lambda r: _secs(r.get("network_seconds_to_target"))))
+    extra = sorted({k[len("bytes_to_"):] for row in rows for k in row
+                    if k.startswith("bytes_to_") and k != "bytes_to_target" and not k.endswith(("_ci", "_reached"))},
+                   key=float)
+    for t in extra:
+        at = f"{100 * float(t):g}%" if rows[0].get("metric", "accuracy") == "accuracy" else f"RMSE {t}"
+        cols.append((f"MB to {at}", lambda r, t=t: _pm(r, f"bytes_to_{t}", _mb)))
     if any("network_seconds" in row for row in rows):
         cols.append(("net s total", lambda r: _secs(r.get("network_seconds"))))
     return cols
@@ -315,7 +326,7 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> float | Non
 
 
 def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float | None = None,
-               reference: str = "full") -> list[dict[str, Any]]:
+               reference: str = "full", targets: Sequence[float] = ()) -> list[dict[str, Any]]:
     """One row per group of runs that differ only in their seed (label -> runs, every group with its seeds in
     the same order): the columns of :func:`compare_table`, each the mean over seeds, with ``<key>_ci`` (the
     half-width of the 95% Student-t interval) when there are several seeds. Bytes relative to the reference
@@ -328,19 +339,20 @@ def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float |
         raise JwinsError(f"every group needs the same seeds; got {sorted(counts)} runs per group")
     n = counts.pop()
     per_seed = [compare_table([runs[label][i].relabel(label) for label in labels], target=target,
-                              reference=reference) for i in range(n)]
+                              reference=reference, targets=targets) for i in range(n)]
     rows = []
     for j in range(len(labels)):
         seeds = [per_seed[i][j] for i in range(n)]
         row = {**seeds[0], "seeds": n}
-        for key in MEANS:
+        to_targets = [f"{kind}_to_{t:g}" for t in targets for kind in ("rounds", "bytes")]
+        for key in (*MEANS, *to_targets):
             if not any(key in r for r in seeds):
                 continue
             known = [r[key] for r in seeds if _finite(r.get(key))]
             row[key] = sum(known) / len(known) if known else None
             if n > 1:
                 row[f"{key}_ci"] = t_interval(known)
-            if key.endswith("_to_target"):
+            if "_to_" in key:
                 row[f"{key}_reached"] = len(known)
         rows.append(row)
     return rows
