@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,12 @@ def _jobs(base: Config, jobs: int | None, count: int) -> int:
         if jobs < 1:
             raise ConfigError(f"--jobs {jobs} must be >= 1")
         return min(jobs, max(1, count))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = _cores()
     return max(1, min(count, cores // max(1, base.engine.threads or cores)))
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _state(job: Job) -> str:
@@ -215,7 +220,7 @@ class _Runner:
     def _in_processes(self, pending: list[Job]) -> None:
         from .launch import _Forward
 
-        threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) // self.jobs)
+        threads = max(1, _cores() // self.jobs)
         queue, running, failed, stopped = list(pending), [], [], []
         procs: list[subprocess.Popen] = []
         forward = _Forward(procs)
@@ -238,6 +243,7 @@ class _Runner:
                     if code in (130, 143):
                         stopped.append(code)
                     elif code != 0:
+                        proc.stderr.seek(0)
                         failed.append((job, code, proc.stderr.read().decode(errors="replace").strip()))
                     if stopped:  # a stop request: start nothing new, let the running ones checkpoint
                         queue.clear()
@@ -248,6 +254,8 @@ class _Runner:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
+                    p.wait()
+                p.stderr.close()
         if failed:
             job, code, err = failed[0]
             last = err.splitlines()[-1] if err else f"exit status {code}"
@@ -267,8 +275,12 @@ def _start(job: Job, threads: int) -> subprocess.Popen:
         rundir.claim(job.dir, resolved, overwrite=True)
         rundir.write_config(job.dir, resolved)
         args = [str(job.dir / rundir.CONFIG), "--out", str(job.dir)]
-    return subprocess.Popen([sys.executable, "-m", "jwins", "run", *args, "--quiet", "--no-plots"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # stderr to a file, not a pipe: a child that writes much (warnings) must never block on a full pipe
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "jwins", "run", *args, "--quiet", "--no-plots"],
+                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    proc.stderr = err
+    return proc
 
 
 class _Bars:
