@@ -1,12 +1,12 @@
 """Checkpoint and resume, fault injection and the network time model."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import rows
 from jwins import config
 from jwins.errors import CheckpointError
 from jwins.experiment import build_world, run
@@ -20,11 +20,6 @@ def _cfg(*extra: str):
     return config.load(overrides=[*QUICK, *extra])
 
 
-def _rows(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 @pytest.mark.parametrize("algorithm,extra", [("jwins", ["train.momentum=0.9"]), ("choco", []), ("topk", [])])
@@ -36,7 +31,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algorithm, extra):
     run(short, run_dir=tmp_path / "cut")
     (tmp_path / "cut" / "summary.json").unlink()
     resumed = run(cfg, run_dir=tmp_path / "cut", resume=True)
-    assert _rows(tmp_path / "cut") == _rows(tmp_path / "whole")
+    assert rows(tmp_path / "cut") == rows(tmp_path / "whole")
     torch.testing.assert_close(resumed.params, whole.params, rtol=0, atol=0)
 
 

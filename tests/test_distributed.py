@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import rows
 from jwins import config
 from jwins.engine.distributed import DistributedEngine, block_bounds
 from jwins.errors import ConfigError, JwinsError
@@ -64,11 +65,6 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 def _assert_same_metrics(got: list[dict], want: list[dict]) -> None:
@@ -130,7 +126,7 @@ def local_reference(tmp_path_factory):
             run(config.load(overrides=[*QUICK, *overrides]), run_dir=base / name)
     finally:
         torch.set_num_threads(threads)
-    return {name: _rows(base / name) for name in JOBS}
+    return {name: rows(base / name) for name in JOBS}
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -142,7 +138,7 @@ def test_ranks_reproduce_the_local_engine(tmp_path, local_reference, world):
     for name in JOBS:
         d = tmp_path / name
         assert sorted(p.name for p in d.iterdir()) == ["config.json", "metrics.jsonl", "summary.json"]
-        _assert_same_metrics(_rows(d), local_reference[name])
+        _assert_same_metrics(rows(d), local_reference[name])
         assert json.loads((d / "summary.json").read_text())["rounds"] == 3
 
 
@@ -155,7 +151,7 @@ def test_cli_workers_starts_the_ranks(tmp_path, local_reference):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("run directory:") == 1 and done.stdout.count("bytes sent per node") == 1
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "summary.json"]
-    _assert_same_metrics(_rows(out), local_reference["jwins"])
+    _assert_same_metrics(rows(out), local_reference["jwins"])
     saved = json.loads((out / "config.json").read_text())["engine"]
     assert saved["kind"] == "distributed" and saved["workers"] == 2
 
@@ -173,7 +169,7 @@ def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
     assert "went missing" not in done.stderr and "stopped answering" not in done.stderr, done.stderr
     assert done.stderr.count("stopped after round 3 of 6") == 1, done.stderr  # said once, by rank 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0-of-2.npz", "checkpoint-1-of-2.npz"]
-    assert len(_rows(out)) == 3
+    assert len(rows(out)) == 3
     # a rank whose shard is missing (another machine, say) fails in setup: the others hear it at once
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
@@ -192,7 +188,7 @@ def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
         run(config.load(overrides=[*QUICK, "sharing.algorithm=jwins", "rounds=6"]), run_dir=tmp_path / "local")
     finally:
         torch.set_num_threads(threads)
-    _assert_same_metrics(_rows(out), _rows(tmp_path / "local"))
+    _assert_same_metrics(rows(out), rows(tmp_path / "local"))
 
 
 def _watch(proc_list, rows_file: Path, rows: int, limit: float):
@@ -231,7 +227,7 @@ def test_a_dead_rank_stops_the_others(tmp_path, local_reference):
         assert line.startswith("jwins: error: rank 1 (nodes 2-3) went missing in round 3"), line
     assert "rank 1 (exit status 17)" in stderr.splitlines()[-1]
     assert "run directory" not in stdout
-    _assert_same_metrics(_rows(out), local_reference["jwins"][:2])
+    _assert_same_metrics(rows(out), local_reference["jwins"][:2])
 
 
 def test_a_silent_rank_times_out(tmp_path):
@@ -264,7 +260,7 @@ def test_one_rank_world_in_process(tmp_path, local_reference, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert not torch.distributed.is_initialized()   # one rank needs no process group
-    _assert_same_metrics(_rows(tmp_path / "one"), local_reference["jwins"])
+    _assert_same_metrics(rows(tmp_path / "one"), local_reference["jwins"])
 
 
 @pytest.mark.parametrize("nodes,world", [(6, 2), (6, 4), (7, 3), (5, 5), (100, 7)])
@@ -332,4 +328,4 @@ def test_shards_of_different_rounds_resume_from_the_newest_common_one(tmp_path):
         run(config.load(overrides=[*QUICK, "sharing.algorithm=jwins", "rounds=9"]), run_dir=tmp_path / "local")
     finally:
         torch.set_num_threads(threads)
-    _assert_same_metrics(_rows(out), _rows(tmp_path / "local"))
+    _assert_same_metrics(rows(out), rows(tmp_path / "local"))

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import jwins
+from helpers import rows
 from jwins import config, topology
 from jwins.experiment import build_world, run
 
@@ -52,11 +52,6 @@ def test_full_sharing_equals_dense_mixing_matrix_product():
     torch.testing.assert_close(result.params, w @ x0, atol=1e-6, rtol=1e-5)
 
 
-def _metrics_without_time(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 @pytest.mark.parametrize("algorithm", ["full", "jwins"])
@@ -64,8 +59,8 @@ def test_same_seed_same_metrics_different_seed_differs(tmp_path, algorithm):
     a = run(_cfg(f"sharing.algorithm={algorithm}"), run_dir=tmp_path / "a")
     b = run(_cfg(f"sharing.algorithm={algorithm}"), run_dir=tmp_path / "b")
     c = run(_cfg(f"sharing.algorithm={algorithm}", "seed=1"), run_dir=tmp_path / "c")
-    assert _metrics_without_time(a.run_dir) == _metrics_without_time(b.run_dir)
-    assert _metrics_without_time(a.run_dir) != _metrics_without_time(c.run_dir)
+    assert rows(a.run_dir) == rows(b.run_dir)
+    assert rows(a.run_dir) != rows(c.run_dir)
 
 
 def test_run_directory_layout(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+
 
 from jwins import models as M
 from jwins.errors import ConfigError
@@ -161,8 +161,6 @@ def test_auto_model_is_the_datasets_default(dataset, shape, classes, meta, cls, 
 def test_models_by_name_options_and_errors():
     """Registered names work (with '_' for '-') and take [model.options]; an unknown name lists the choices,
     an unknown option names the factory's parameters, a missing metadata key says which."""
-    from jwins.errors import ConfigError
-
     mnist = _dataset("mnist", (1, 28, 28), 10, None)
     m = _model("leaf_cnn", mnist)
     assert isinstance(m, M.LeafCNN) and m.fc2.out_features == 10

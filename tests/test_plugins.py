@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import jwins
+from helpers import assert_resume_continues, rows
 from jwins import config, registry
 from jwins.errors import ConfigError, JwinsError, TopologyError
 from jwins.experiment import run
@@ -35,11 +36,6 @@ def plugins():
         sys.path.remove(str(PLUGINS))
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -61,7 +57,7 @@ def test_the_example_runs_through_the_cli_from_anywhere(tmp_path):
     assert summary["final_accuracy"]["mean"] > 0.6  # 2 classes
     again = _cli("run", "run", "--out", "again", "--no-plots", "--quiet", cwd=tmp_path)  # the saved config.json
     assert again.returncode == 0, again.stderr
-    assert _rows(tmp_path / "again") == _rows(tmp_path / "run")
+    assert rows(tmp_path / "again") == rows(tmp_path / "run")
 
 
 def test_objects_given_to_run_equal_the_names_in_the_config(tmp_path, plugins):
@@ -73,7 +69,7 @@ def test_objects_given_to_run_equal_the_names_in_the_config(tmp_path, plugins):
                                    "data.dirichlet_alpha=1.0", "wire.value_codec=float32", "model.options.hidden=32"])
     given = jwins.run(plain, sharing=event_triggered.event_triggered(threshold=0.05, decay=0.97), model=mlp.mlp,
                       dataset=breast_cancer.breast_cancer, run_dir=tmp_path / "given")
-    assert _rows(tmp_path / "given") == _rows(tmp_path / "named")
+    assert rows(tmp_path / "given") == rows(tmp_path / "named")
     assert torch.equal(given.params, named.params)
     saved = json.loads((tmp_path / "given" / "config.json").read_text())
     assert saved["model"]["name"] == "mlp:mlp" and saved["data"]["name"] == "breast_cancer:breast_cancer"
@@ -145,19 +141,13 @@ def test_two_ranks_give_the_numbers_of_one_process(tmp_path):
     two = _cli("run", str(EXAMPLE), "--rounds", "6", "--set", "engine.workers=2", "--out", "two", "--no-plots",
                "--quiet", cwd=tmp_path)
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    assert _rows(tmp_path / "two") == _rows(tmp_path / "one")
+    assert rows(tmp_path / "two") == rows(tmp_path / "one")
 
 
 def test_a_plugins_state_is_checkpointed(tmp_path):
     """The plugin's state (each node's last sent model) is saved like a built-in's: stopped after round 4 and
     resumed, the run equals the uninterrupted one."""
-    cfg = config.load(EXAMPLE, ["rounds=8", "eval.every=4", "checkpoint.every=2"])
-    whole = run(cfg, run_dir=tmp_path / "whole")
-    run(cfg.replace(rounds=4), run_dir=tmp_path / "cut")
-    (tmp_path / "cut" / "summary.json").unlink()
-    resumed = run(cfg, run_dir=tmp_path / "cut", resume=True)
-    assert _rows(tmp_path / "cut") == _rows(tmp_path / "whole")
-    assert torch.equal(resumed.params, whole.params)
+    assert_resume_continues(config.load(EXAMPLE, ["rounds=8", "eval.every=4", "checkpoint.every=2"]), tmp_path, cut=4)
     with np.load(tmp_path / "cut" / "checkpoint.npz") as z:
         assert "sharing.last_sent" in z.files
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import reference_sharing as ref
+from helpers import assert_resume_continues, rows
 from jwins import config, topology
 from jwins.compare import compare
 from jwins.communication import communicate
@@ -24,11 +25,6 @@ def _cfg(*extra: str) -> config.Config:
     return config.load(overrides=[*QUICK, *extra])
 
 
-def _rows(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 # ------------------------------------------------------------------------------------------------- seeds
@@ -54,7 +50,7 @@ def test_a_comparison_over_seeds_reports_means_and_t_intervals(tmp_path):
                 assert row[f"bytes_to_{t:g}"] == pytest.approx(np.mean(reached))
     configs = [json.loads((tmp_path / "cmp" / "full" / f"seed-{s}" / "config.json").read_text()) for s in (0, 1, 2)]
     assert [c["seed"] for c in configs] == [0, 1, 2]
-    assert len({json.dumps(_rows(tmp_path / "cmp" / "full" / f"seed-{s}")) for s in (0, 1, 2)}) == 3
+    assert len({json.dumps(rows(tmp_path / "cmp" / "full" / f"seed-{s}")) for s in (0, 1, 2)}) == 3
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "±" in md and "95% Student-t interval over 3 seeds" in md
     assert (tmp_path / "cmp" / "plots" / "accuracy_rounds.png").exists()
@@ -162,12 +158,7 @@ def test_full_sharing_on_a_resampled_graph_mixes_with_each_rounds_weights():
 def test_a_resumed_run_on_a_resampled_graph_continues_the_same_run(tmp_path, algorithm):
     """Stopped mid-epoch (round 4 of epochs of 3) and resumed: the same graphs and the same numbers."""
     cfg = _cfg(f"sharing.algorithm={algorithm}", "topology.resample_every=3", "rounds=8", "checkpoint.every=4")
-    whole = run(cfg, run_dir=tmp_path / "whole")
-    run(cfg.replace(rounds=4), run_dir=tmp_path / "cut")
-    (tmp_path / "cut" / "summary.json").unlink()
-    resumed = run(cfg, run_dir=tmp_path / "cut", resume=True)
-    assert _rows(tmp_path / "cut") == _rows(tmp_path / "whole")
-    assert torch.equal(resumed.params, whole.params)
+    assert_resume_continues(cfg, tmp_path, cut=4)
 
 
 # ------------------------------------------------------------------------------------------------- evaluation

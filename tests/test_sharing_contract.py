@@ -6,12 +6,12 @@ every round) is part of its registration.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import assert_resume_continues, rows
 from jwins import config, rng, topology
 from jwins.communication import communicate
 from jwins.engine.local import LocalTransport
@@ -39,11 +39,6 @@ def _everything(name: str) -> tuple[str, ...]:
     return settings
 
 
-def _rows(run_dir) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -62,22 +57,16 @@ def test_same_seed_same_run_other_seed_other_run(name, tmp_path):
     a = run(_cfg(name), run_dir=tmp_path / "a")
     b = run(_cfg(name), run_dir=tmp_path / "b")
     c = run(_cfg(name, "seed=1"), run_dir=tmp_path / "c")
-    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    assert rows(tmp_path / "a") == rows(tmp_path / "b")
     assert torch.equal(a.params, b.params)
-    assert _rows(tmp_path / "a") != _rows(tmp_path / "c") and not torch.equal(a.params, c.params)
+    assert rows(tmp_path / "a") != rows(tmp_path / "c") and not torch.equal(a.params, c.params)
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_resuming_from_a_checkpoint_continues_the_same_run(name, tmp_path):
     """A run stopped after round 4 (checkpoint every 2 rounds) and resumed to round 6 has the metrics and
     parameters of the uninterrupted run, bit for bit: the checkpoint holds the whole sharing state."""
-    cfg = _cfg(name, "checkpoint.every=2", "rounds=6", "train.momentum=0.5")
-    whole = run(cfg, run_dir=tmp_path / "whole")
-    run(cfg.replace(rounds=4), run_dir=tmp_path / "cut")
-    (tmp_path / "cut" / "summary.json").unlink()
-    resumed = run(cfg, run_dir=tmp_path / "cut", resume=True)
-    assert _rows(tmp_path / "cut") == _rows(tmp_path / "whole")
-    assert torch.equal(resumed.params, whole.params)
+    assert_resume_continues(_cfg(name, "checkpoint.every=2", "rounds=6", "train.momentum=0.5"), tmp_path, cut=4)
 
 
 def _train(x: np.ndarray, t: int) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pywt
-import torch
 
 from jwins import config, rng
 from jwins.communication import communicate

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import rows
 from jwins import config, experiment
 from jwins.experiment import Interrupted, run
 
@@ -22,11 +23,6 @@ QUICK = ["nodes=8", "topology.degree=3", "data.max_samples=600", "wire.value_cod
          "engine.threads=1"]
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:
-        row.pop("seconds"), row.pop("round_seconds")
-    return rows
 
 
 def _env() -> dict[str, str]:
@@ -78,7 +74,7 @@ def _reference(tmp_path: Path, rounds: int, *extra: str) -> list[dict]:
         run(config.load(overrides=[*QUICK, f"rounds={rounds}", *extra]), run_dir=tmp_path / "reference")
     finally:
         torch.set_num_threads(threads)
-    return _rows(tmp_path / "reference")
+    return rows(tmp_path / "reference")
 
 
 @pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]], ids=["sigterm", "ctrl-c-twice"])
@@ -103,12 +99,12 @@ def test_a_signal_stops_after_the_round_with_a_checkpoint_and_resume_continues(t
     if len(signals) == 2:
         assert "still finishing the current round" in err
     assert (tmp_path / "r" / "checkpoint.npz").exists()
-    done = len(_rows(tmp_path / "r"))
+    done = len(rows(tmp_path / "r"))
     assert 2 <= done < rounds
     resumed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", "r", "--quiet", "--no-plots"],
                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert _rows(tmp_path / "r") == _reference(tmp_path, rounds, *slow[1::2])
+    assert rows(tmp_path / "r") == _reference(tmp_path, rounds, *slow[1::2])
 
 
 def test_a_stop_during_evaluation_skips_it_and_the_resume_does_it(tmp_path, monkeypatch):
@@ -130,13 +126,13 @@ def test_a_stop_during_evaluation_skips_it_and_the_resume_does_it(tmp_path, monk
     monkeypatch.setattr(experiment, "evaluate", interrupted_evaluation)
     with pytest.raises(Interrupted, match="stopped after round 4 of 6"):
         run(cfg, run_dir=tmp_path / "r")
-    rows = _rows(tmp_path / "r")
-    assert [r["round"] for r in rows] == [1, 2, 3, 4] and "test_accuracy" not in rows[3]
+    written = rows(tmp_path / "r")
+    assert [r["round"] for r in written] == [1, 2, 3, 4] and "test_accuracy" not in written[3]
     with np.load(tmp_path / "r" / "checkpoint.npz") as z:
         assert json.loads(str(z["extra"]))["pending_evaluation"] is True
     monkeypatch.setattr(experiment, "evaluate", evaluate)
     run(cfg, run_dir=tmp_path / "r", resume=True)
-    assert _rows(tmp_path / "r") == _reference(tmp_path, 6)
+    assert rows(tmp_path / "r") == _reference(tmp_path, 6)
 
 
 def test_sigterm_to_the_launcher_stops_every_rank_after_the_same_round(tmp_path):
@@ -153,7 +149,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_after_the_same_round(tmp_path)
     resumed = subprocess.run([sys.executable, "-m", "jwins", "run", "--resume", "r", "--quiet", "--no-plots"],
                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert len(_rows(tmp_path / "r")) == rounds
+    assert len(rows(tmp_path / "r")) == rounds
 
 
 def test_ranks_stop_when_their_launcher_dies(tmp_path):
@@ -207,7 +203,7 @@ def test_an_interrupted_comparison_resumes_what_is_missing(tmp_path):
         whole = run(config.load(overrides=[*QUICK, "rounds=16", "seed=1"]), run_dir=tmp_path / "whole")
     finally:
         torch.set_num_threads(threads)
-    assert _rows(tmp_path / "cmp" / "full" / "seed-1") == _rows(tmp_path / "whole")
+    assert rows(tmp_path / "cmp" / "full" / "seed-1") == rows(tmp_path / "whole")
     del whole
 
 
@@ -228,5 +224,5 @@ def test_jobs_run_side_by_side_with_the_numbers_of_one_process(tmp_path):
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
     for run_dir in ("full/seed-0", "full/seed-1", "topk/seed-0", "topk/seed-1"):
-        assert _rows(tmp_path / "two" / run_dir) == _rows(tmp_path / "one" / run_dir), run_dir
+        assert rows(tmp_path / "two" / run_dir) == rows(tmp_path / "one" / run_dir), run_dir
     assert json.loads((tmp_path / "two" / "compare.json").read_text())["rows"][1]["seeds"] == 2

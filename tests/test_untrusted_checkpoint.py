@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import tracemalloc
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import peak_while
 from jwins import checkpoint
 from jwins.checkpoint import commit, load, previous, restore_state, rounds_available, save
 from jwins.errors import CheckpointError
@@ -109,16 +109,6 @@ def refused(path: Path, match: str, **kw) -> str:
     return msg
 
 
-def peak_while(fn) -> tuple[int, BaseException | None]:
-    tracemalloc.start()
-    error = None
-    try:
-        fn()
-    except BaseException as e:  # noqa: BLE001
-        error = e
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak, error
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import struct
-import tracemalloc
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import peak_while
 from jwins.data import load
 from jwins.data.files import _read_bytes
 from jwins.data.idx import MAX_IDX_BYTES, _read_idx
@@ -35,17 +35,6 @@ def gz_with_zeros(path: Path, head: bytes, zeros: int) -> Path:
     return path
 
 
-def peak_while(fn) -> tuple[int, BaseException | None]:
-    """The peak of Python-tracked memory (numpy's arrays included) while ``fn`` runs, and what it raised."""
-    tracemalloc.start()
-    error = None
-    try:
-        fn()
-    except BaseException as e:  # noqa: BLE001
-        error = e
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak, error
 
 
 def images_header(*dims: int) -> bytes:
