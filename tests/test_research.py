@@ -209,3 +209,31 @@ def test_tensorboard_events_hold_the_metrics(tmp_path):
         want = [(r["round"], r[key]) for r in rows if key in r]
         assert [s for s, _ in logged] == [s for s, _ in want]
         np.testing.assert_allclose([v for _, v in logged], [v for _, v in want], rtol=1e-6)
+
+
+def test_bytes_to_match_finds_the_first_evaluation_at_the_references_final_accuracy(tmp_path):
+    """examples/bytes_to_match.py, quoted in docs/results.md: per seed, the reference's final accuracy, where it
+    was first reached, and where the other run first reached it (or never)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def write(run, seed, points):
+        d = tmp_path / run / f"seed-{seed}"
+        d.mkdir(parents=True)
+        lines = [{"round": r, "cumulative_bytes": mb * 1e6, "test_accuracy": a} for r, mb, a in points]
+        lines.insert(1, {"round": 99, "cumulative_bytes": 0.0})  # not evaluated: ignored
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    write("ref", 0, [(10, 1.0, 0.5), (20, 2.0, 0.7), (30, 3.0, 0.65)])  # ends at 0.65, first reached at round 20
+    write("ours", 0, [(10, 0.5, 0.6), (20, 0.8, 0.66), (30, 1.2, 0.9)])
+    write("ref", 1, [(10, 1.0, 0.8)])
+    write("ours", 1, [(10, 0.5, 0.7)])
+    script = Path(__file__).parent.parent / "examples" / "bytes_to_match.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), "ours", "ref"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == [
+        "seed-0: ref ends at 65.00%, first reached at round 20 (2.000 MB); ours reaches it at round 20, 0.800 MB:"
+        " 2.50x fewer bytes",
+        "seed-1: ref ends at 80.00%, first reached at round 10 (1.000 MB); ours never reaches it",
+    ]
