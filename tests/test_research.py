@@ -237,3 +237,11 @@ def test_bytes_to_match_finds_the_first_evaluation_at_the_references_final_accur
         " 2.50x fewer bytes",
         "seed-1: ref ends at 80.00%, first reached at round 10 (1.000 MB); ours never reaches it",
     ]
+    single = tmp_path / "one-seed"
+    for run in ("ours", "ref"):
+        (single / run).mkdir(parents=True)
+        (single / run / "metrics.jsonl").write_text((tmp_path / run / "seed-0" / "metrics.jsonl").read_text())
+    out = subprocess.run([sys.executable, str(script), str(single), "ours", "ref"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == ["ref ends at 65.00%, first reached at round 20 (2.000 MB); ours reaches it at round 20, 0.800 MB:"
+                   " 2.50x fewer bytes"]
