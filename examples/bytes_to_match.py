@@ -11,18 +11,14 @@ seed, where the second run first reached its final test accuracy and where the f
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-
-def evaluated(run: Path) -> list[tuple[int, float, float]]:
-    """(round, cumulative MB per node, test accuracy) of every evaluated round of a run."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(r["round"], r["cumulative_bytes"] / 1e6, r["test_accuracy"])
-            for r in rows if r.get("test_accuracy") is not None]
+from jwins.errors import JwinsError
+from jwins.report import read_run, target_reached
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("comparison", type=Path)
     parser.add_argument("run", help="the run that should match, e.g. jwins")
@@ -30,18 +26,24 @@ def main() -> None:
     args = parser.parse_args()
     reference = args.comparison / args.reference
     seeds = sorted(reference.glob("seed-*")) or [reference]  # a comparison of one seed has no seed-* folders
-    for seed_dir in seeds:
-        ours = evaluated(args.comparison / args.run / seed_dir.relative_to(reference))
-        theirs = evaluated(seed_dir)
-        target = theirs[-1][2]
-        first = next(x for x in theirs if x[2] >= target)
-        hit = next((x for x in ours if x[2] >= target), None)
-        where = (f"reaches it at round {hit[0]}, {hit[1]:.3f} MB: {first[1] / hit[1]:.2f}x fewer bytes"
-                 if hit else "never reaches it")
-        prefix = f"{seed_dir.name}: " if seed_dir != reference else ""
-        print(f"{prefix}{args.reference} ends at {100 * target:.2f}%, first reached at round {first[0]} "
-              f"({first[1]:.3f} MB); {args.run} {where}")
+    try:
+        for seed_dir in seeds:
+            ours = read_run(args.comparison / args.run / seed_dir.relative_to(reference))
+            theirs = read_run(seed_dir)
+            target = theirs.evaluated[-1]["test_accuracy"]
+            first = target_reached(theirs.metrics, target)
+            hit = target_reached(ours.metrics, target)
+            mb, hit_mb = first["cumulative_bytes"] / 1e6, hit and hit["cumulative_bytes"] / 1e6
+            where = (f"reaches it at round {hit['round']}, {hit_mb:.3f} MB: {mb / hit_mb:.2f}x fewer bytes"
+                     if hit else "never reaches it")
+            prefix = f"{seed_dir.name}: " if seed_dir != reference else ""
+            print(f"{prefix}{args.reference} ends at {100 * target:.2f}%, first reached at round {first['round']} "
+                  f"({mb:.3f} MB); {args.run} {where}")
+    except JwinsError as e:
+        print(f"bytes_to_match: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

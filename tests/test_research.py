@@ -224,6 +224,7 @@ def test_bytes_to_match_finds_the_first_evaluation_at_the_references_final_accur
         lines = [{"round": r, "cumulative_bytes": mb * 1e6, "test_accuracy": a} for r, mb, a in points]
         lines.insert(1, {"round": 99, "cumulative_bytes": 0.0})  # not evaluated: ignored
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        (d / "config.json").write_text("{}")
 
     write("ref", 0, [(10, 1.0, 0.5), (20, 2.0, 0.7), (30, 3.0, 0.65)])  # ends at 0.65, first reached at round 20
     write("ours", 0, [(10, 0.5, 0.6), (20, 0.8, 0.66), (30, 1.2, 0.9)])
@@ -241,7 +242,12 @@ def test_bytes_to_match_finds_the_first_evaluation_at_the_references_final_accur
     for run in ("ours", "ref"):
         (single / run).mkdir(parents=True)
         (single / run / "metrics.jsonl").write_text((tmp_path / run / "seed-0" / "metrics.jsonl").read_text())
+        (single / run / "config.json").write_text("{}")
     out = subprocess.run([sys.executable, str(script), str(single), "ours", "ref"], capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert out == ["ref ends at 65.00%, first reached at round 20 (2.000 MB); ours reaches it at round 20, 0.800 MB:"
                    " 2.50x fewer bytes"]
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path), "absent", "ref"], capture_output=True,
+                             text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"bytes_to_match: run directory {tmp_path / 'absent' / 'seed-0'} does not exist"
