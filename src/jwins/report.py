@@ -340,11 +340,11 @@ def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float |
     n = counts.pop()
     per_seed = [compare_table([runs[label][i].relabel(label) for label in labels], target=target,
                               reference=reference, targets=targets) for i in range(n)]
+    to_targets = [f"{kind}_to_{t:g}" for t in targets for kind in ("rounds", "bytes")]
     rows = []
     for j in range(len(labels)):
         seeds = [per_seed[i][j] for i in range(n)]
         row = {**seeds[0], "seeds": n}
-        to_targets = [f"{kind}_to_{t:g}" for t in targets for kind in ("rounds", "bytes")]
         for key in (*MEANS, *to_targets):
             if not any(key in r for r in seeds):
                 continue
