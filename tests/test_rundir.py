@@ -36,15 +36,16 @@ def test_a_directory_holding_anything_is_refused_and_overwrite_replaces_it(tmp_p
     (tmp_path / "r" / "plots" / "old.png").write_bytes(b"png")
     before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
     with pytest.raises(RunDirError, match=r"run directory .*/r is not empty \(config.json, metrics.jsonl, plots, "
-                                          r"summary.json\); choose another --out, replace it with --overwrite, or "
-                                          r"continue the run in it with --resume") as info:
+                                          r"summary.json\); choose another --out, or replace it with --overwrite$"
+                       ) as info:
         run(_cfg(), run_dir=tmp_path / "r")
     assert "\n" not in str(info.value)
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")
-    with pytest.raises(RunDirError, match="not empty"):
+    with pytest.raises(RunDirError, match=r"not empty \(notes.txt\), and jwins did not write all of it; choose "
+                                          r"another --out$"):
         run(_cfg(), run_dir=mine)
     assert (mine / "notes.txt").read_text() == "my notes" and len(list(mine.iterdir())) == 1
     second = run(_cfg(), run_dir=tmp_path / "r", overwrite=True)
@@ -132,3 +133,143 @@ def test_a_metrics_line_cut_short_by_a_crash_does_not_hide_the_rounds_before_it(
     text = path.read_text()
     path.write_text(text[: len(text) - 20])  # the last record half written
     assert [m["round"] for m in rundir.read(tmp_path / "r").metrics] == [1, 2]
+
+
+# --------------------------------------------------------------------------- --overwrite deletes only jwins's own
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _refused(done: subprocess.CompletedProcess, pattern: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), done.stderr
+
+
+def _quick(*extra: str) -> list[str]:
+    return ["run", *[x for o in QUICK for x in ("--set", o)], *extra]
+
+
+def test_overwrite_refuses_a_folder_of_the_users_own_files(tmp_path):
+    """The issue's first case: a folder with thesis.tex is not a run; nothing in it is touched."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("x")
+    _refused(_cli(*_quick("--out", "precious", "--overwrite"), cwd=tmp_path),
+             r"--overwrite precious: it is not a jwins run or comparison directory \(no config.json or "
+             r"compare-plan.json\), so jwins will not delete it; choose another --out")
+    assert _files(precious) == {"thesis.tex": b"x"}
+
+
+@pytest.mark.parametrize("foreign,shown", [("thesis.tex", "thesis.tex"), ("data/train.csv", "data"),
+                                           ("plots/figure-of-mine.pdf", "plots/figure-of-mine.pdf"),
+                                           ("tensorboard/notes.txt", "tensorboard/notes.txt"),
+                                           ("checkpoints", "checkpoints")])
+def test_overwrite_refuses_a_run_with_one_foreign_file_beside_it(tmp_path, foreign, shown):
+    """An earlier run with one file the user put into it (or into its plots/): refused, naming that file."""
+    assert _cli(*_quick("--out", "r"), cwd=tmp_path).returncode == 0
+    (tmp_path / "r" / "plots").mkdir(exist_ok=True)
+    (tmp_path / "r" / "tensorboard").mkdir(exist_ok=True)
+    target = tmp_path / "r" / foreign
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("mine")
+    before = _files(tmp_path / "r")
+    _refused(_cli(*_quick("--out", "r", "--overwrite"), cwd=tmp_path),
+             rf"--overwrite r: it holds {re.escape(shown)}, which jwins did not write; move it away or choose "
+             r"another --out")
+    assert _files(tmp_path / "r") == before
+    with pytest.raises(RunDirError, match=r"not empty .*, and jwins did not write all of it; choose another --out$"):
+        run(_cfg(), run_dir=tmp_path / "r")
+
+
+def test_overwrite_never_deletes_the_working_directory_or_its_parents(tmp_path):
+    """`--out . --overwrite` in a project folder deleted train.py and data/: refused, even when the working
+    directory is itself an earlier run; a parent of it too."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "train.py").write_text("print()")
+    (project / "data" / "x.csv").write_text("1")
+    before = _files(project)
+    _refused(_cli(*_quick("--out", ".", "--overwrite"), cwd=project),
+             r"--overwrite \.: it is the current directory, which jwins never deletes; choose another --out")
+    assert _files(project) == before
+    assert _cli(*_quick("--out", "r"), cwd=tmp_path).returncode == 0
+    inside = tmp_path / "r"
+    (inside / "plots").mkdir(exist_ok=True)
+    sub = inside / "plots"
+    before = _files(inside)
+    _refused(_cli(*_quick("--out", ".", "--overwrite"), cwd=inside), r"it is the current directory")
+    _refused(_cli(*_quick("--out", "..", "--overwrite"), cwd=sub),
+             r"--overwrite \.\.: it is a parent of the current directory \(.*/r/plots\), which jwins never deletes")
+    _refused(_cli(*_quick("--out", str(inside), "--overwrite"), cwd=sub), r"a parent of the current directory")
+    assert _files(inside) == before
+
+
+def test_overwrite_never_deletes_the_home_directory_or_a_root(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    run(_cfg(), run_dir=home)  # even a home directory that looks like a run
+    before = _files(home)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunDirError, match=r"it is the home directory, which jwins never deletes"):
+        run(_cfg(), run_dir=home, overwrite=True)
+    assert _files(home) == before
+    with pytest.raises(RunDirError, match=r"--overwrite /: it is a file system root, which jwins never deletes"):
+        rundir.replaceable("/")
+
+
+def test_overwrite_refuses_a_symbolic_link(tmp_path):
+    run(_cfg(), run_dir=tmp_path / "r")
+    (tmp_path / "link").symlink_to(tmp_path / "r")
+    before = _files(tmp_path / "r")
+    with pytest.raises(RunDirError, match=r"it is a symbolic link; --overwrite replaces only a directory jwins wrote"):
+        run(_cfg(), run_dir=tmp_path / "link", overwrite=True)
+    (tmp_path / "r" / "mine.txt").symlink_to(tmp_path / "elsewhere.txt")
+    (tmp_path / "elsewhere.txt").write_text("keep")
+    with pytest.raises(RunDirError, match=r"it holds mine.txt, which jwins did not write"):
+        run(_cfg(), run_dir=tmp_path / "r", overwrite=True)
+    assert (tmp_path / "elsewhere.txt").read_text() == "keep"
+    assert before.items() <= _files(tmp_path / "r").items()
+
+
+def test_overwrite_replaces_an_earlier_run_with_its_checkpoints_plots_and_events(tmp_path):
+    run(_cfg("checkpoint.every=1", "rounds=3"), run_dir=tmp_path / "r")
+    (tmp_path / "r" / "plots").mkdir()
+    for name in ("accuracy_rounds.png", "accuracy_rounds.svg"):
+        (tmp_path / "r" / "plots" / name).write_bytes(b"x")
+    (tmp_path / "r" / "tensorboard").mkdir()
+    (tmp_path / "r" / "tensorboard" / "events.out.tfevents.1.host.1.0").write_bytes(b"x")
+    (tmp_path / "r" / "checkpoint-0-of-2.prev.npz").write_bytes(b"x")
+    (tmp_path / "r" / "metrics.jsonl.tmp").write_bytes(b"x")
+    with pytest.raises(RunDirError, match=r"continue the run in it with jwins run --resume .*/r$"):
+        run(_cfg(), run_dir=tmp_path / "r")
+    again = run(_cfg(), run_dir=tmp_path / "r", overwrite=True)
+    assert len(again.metrics) == 2
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["config.json", "metrics.jsonl", "summary.json"]
+
+
+def test_compare_overwrite_replaces_only_a_comparison_jwins_wrote(tmp_path):
+    from jwins import compare
+
+    cfg = _cfg("rounds=1")
+    compare.compare(cfg, ["full"], out=tmp_path / "c", seeds=[0, 1])
+    with pytest.raises(RunDirError, match=r"continue the comparison in it with jwins compare --resume .*/c$"):
+        compare.compare(cfg, ["full"], out=tmp_path / "c")
+    stray = tmp_path / "c" / "full" / "seed-1" / "my-analysis.ipynb"
+    stray.write_text("{}")
+    before = _files(tmp_path / "c")
+    with pytest.raises(RunDirError, match=r"it holds full/seed-1/my-analysis.ipynb, which jwins did not write"):
+        compare.compare(cfg, ["full"], out=tmp_path / "c", overwrite=True)
+    assert _files(tmp_path / "c") == before
+    stray.unlink()
+    again = compare.compare(cfg, ["full"], out=tmp_path / "c", overwrite=True)
+    assert [row["label"] for row in again.rows] == ["full"] and not (tmp_path / "c" / "full" / "seed-1").exists()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.md").write_text("n")
+    with pytest.raises(RunDirError, match=r"it is not a jwins run or comparison directory"):
+        compare.compare(cfg, ["full"], out=project, overwrite=True)
+    assert _files(project) == {"notes.md": b"n"}

@@ -25,7 +25,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", help="sharing algorithm: full, subsample, topk, choco, jwins, local, "
                                        "or package.module:factory")
     p.add_argument("--out", help="output directory (default: a new one under runs/)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds an earlier run")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds an earlier run or comparison and nothing else (never the "
+                        "current, home or a parent directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -26,7 +26,7 @@ from . import registry, rundir
 from .config import Config
 from .errors import ConfigError, JwinsError
 
-PLAN = "compare-plan.json"
+PLAN = rundir.PLAN
 
 
 @dataclass

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, 
     """Make ``path`` this run's directory and return it (``create=False``: only check that it could be).
 
     Refused (:class:`RunDirError`, one line): a path that is a file, or lies under one, or cannot be created; a
-    directory that holds anything but this run's own ``config.json`` (``overwrite`` replaces such a directory as
-    a whole); with ``exclusive``, a directory that exists at all (default names)."""
+    directory that holds anything but this run's own ``config.json``; with ``exclusive``, a directory that exists
+    at all (default names). ``overwrite`` replaces a directory as a whole only when :func:`replaceable` says
+    jwins wrote all of it."""
     path = Path(path)
     for parent in [path, *path.parents]:
         if parent.exists():
@@ -63,9 +65,8 @@ def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, 
         entries = sorted(p.name for p in path.iterdir())
         if entries and not (entries == [CONFIG] and _same_config(path / CONFIG, config)):
             if not overwrite:
-                shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-                raise RunDirError(f"run directory {path} is not empty ({shown}); choose another --out, replace it "
-                                  "with --overwrite, or continue the run in it with --resume")
+                raise RunDirError(_occupied(path, entries))
+            replaceable(path)
             if not create:
                 return path
             try:
@@ -85,6 +86,88 @@ def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, 
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunDirError(f"cannot write into run directory {path}: permission denied")
     return path
+
+
+def _occupied(path: Path, entries: list[str]) -> str:
+    """Why a non-empty ``path`` is refused, and only the ways out that work for what is in it."""
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    head = f"run directory {path} is not empty ({shown})"
+    if not ((path / CONFIG).is_file() or (path / PLAN).is_file()) or _foreign(path):
+        return f"{head}, and jwins did not write all of it; choose another --out"
+    ways = ["choose another --out", "replace it with --overwrite"]
+    if (path / PLAN).exists():
+        ways.append(f"or continue the comparison in it with jwins compare --resume {path}")
+    elif any(path.glob("checkpoint*.npz")):
+        ways.append(f"or continue the run in it with jwins run --resume {path}")
+    else:
+        ways[-1] = "or " + ways[-1]
+    return f"{head}; {', '.join(ways)}"
+
+
+# What jwins writes into a run directory, and into a comparison directory (whose settings are run directories,
+# or folders of seed-<s> run directories). ``--overwrite`` replaces a directory only if every entry is one of
+# these: a user's own file beside a run is never deleted.
+PLAN = "compare-plan.json"
+_RUN_FILES = re.compile(r"(config\.json|metrics\.jsonl|summary\.json|checkpoint(-\d+-of-\d+)?(\.prev)?\.npz)"
+                        r"(\.tmp)?")
+_COMPARE_FILES = re.compile(r"(compare-plan\.json|compare\.json|compare\.md)(\.tmp)?")
+_FIGURES = re.compile(r"[\w.=,+-]+\.(png|svg)")
+_EVENTS = re.compile(r"events\.out\.tfevents\..+")
+
+
+def replaceable(path: str | Path) -> None:
+    """Raise :class:`RunDirError` unless ``--overwrite`` may delete ``path``: a run or comparison directory
+    that holds nothing jwins did not write, and never the working directory, one of its parents, the home
+    directory or a file system root."""
+    path = Path(path)
+    if path.is_symlink():
+        raise RunDirError(f"--overwrite {path}: it is a symbolic link; --overwrite replaces only a directory "
+                          "jwins wrote; choose another --out")
+    real, here, home = path.resolve(), Path.cwd().resolve(), Path.home().resolve()
+    which = ("a file system root" if real == Path(real.anchor) else "the home directory" if real == home else
+             "the current directory" if real == here else
+             f"a parent of the current directory ({here})" if real in here.parents else None)
+    if which:
+        raise RunDirError(f"--overwrite {path}: it is {which}, which jwins never deletes; choose another --out, "
+                          "e.g. --out runs/NAME")
+    if not (path / CONFIG).is_file() and not (path / PLAN).is_file():
+        raise RunDirError(f"--overwrite {path}: it is not a jwins run or comparison directory (no {CONFIG} or "
+                          f"{PLAN}), so jwins will not delete it; choose another --out")
+    foreign = _foreign(path)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise RunDirError(f"--overwrite {path}: it holds {shown}, which jwins did not write; move "
+                          f"{'it' if len(foreign) == 1 else 'them'} away or choose another --out")
+
+
+def _foreign(path: Path, prefix: str = "") -> list[str]:
+    """The entries under the directory ``path`` (as relative names) that jwins does not write there. A run
+    directory may hold its files, ``plots/`` and ``tensorboard/``; a comparison directory its files, ``plots/``
+    and its settings' folders; a folder without either marker (a setting of several seeds) only ``seed-<s>``
+    folders. Symbolic links are never jwins's."""
+    run, comparison = (path / CONFIG).is_file(), (path / PLAN).is_file()
+    foreign: list[str] = []
+    for entry in sorted(path.iterdir()):
+        name, rel = entry.name, prefix + entry.name
+        if entry.is_symlink():
+            foreign.append(rel)
+        elif entry.is_file():
+            if not ((run and _RUN_FILES.fullmatch(name)) or (comparison and _COMPARE_FILES.fullmatch(name))):
+                foreign.append(rel)
+        elif name == "plots" and (run or comparison):
+            foreign += _files_only(entry, _FIGURES, rel)
+        elif name == TENSORBOARD and run:
+            foreign += _files_only(entry, _EVENTS, rel)
+        elif comparison or (not run and re.fullmatch(r"seed-\d+", name)):
+            foreign += _foreign(entry, rel + "/")
+        else:
+            foreign.append(rel)
+    return foreign
+
+
+def _files_only(folder: Path, pattern: re.Pattern, rel: str) -> list[str]:
+    return [f"{rel}/{p.name}" for p in sorted(folder.iterdir())
+            if p.is_symlink() or not p.is_file() or not pattern.fullmatch(p.name)]
 
 
 def _same_config(path: Path, config: dict[str, Any]) -> bool:
