@@ -7,7 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jwins.data import PARTITIONS, Dataset, dirichlet, iid, natural, partition, shards
+from jwins.data import (PARTITIONS, Dataset, dirichlet, dirichlet_balanced, holdout, iid, natural, partition,
+                        shards)
 from jwins.errors import DataError
 
 
@@ -178,17 +179,87 @@ def test_partition_dispatch(kind):
 
 
 def test_partition_errors():
-    with pytest.raises(DataError, match="valid: iid, shards, dirichlet, natural"):
+    with pytest.raises(DataError, match="valid: iid, shards, dirichlet, dirichlet-balanced, natural"):
         partition("bogus", make_dataset(), 3, rng())
     with pytest.raises(DataError, match="no natural groups"):
         partition("natural", make_dataset(groups=False), 3, rng())
     reg = make_dataset("regression")
     assert_valid(partition("iid", reg, 3, rng()), 60, 3)
     natural_parts = partition("natural", reg, 3, rng())
-    for kind in ("shards", "dirichlet"):  # label skew means nothing for ratings: users (groups), else iid
+    for kind in ("shards", "dirichlet", "dirichlet-balanced"):  # label skew means nothing for ratings: users (groups), else iid
         with pytest.warns(UserWarning, match=f"{kind} partition skews class labels.*natural instead"):
             parts = partition(kind, reg, 3, rng())
         assert all(np.array_equal(a, b) for a, b in zip(parts, natural_parts))
         with pytest.warns(UserWarning, match="iid instead"):
             parts = partition(kind, make_dataset("regression", groups=False), 3, rng())
         assert_valid(parts, 60, 3)
+
+
+# ------------------------------------------------------------------------ the reference's Dirichlet, held out
+
+
+def _reference_dirichlet(labels, num_nodes, seed, alpha, least):
+    """The reference's DirichletDataPartitioner as ../shared/reference/algorithms.md describes it, written out
+    node by node with plain lists (the slow twin of jwins.data.dirichlet_balanced)."""
+    generator = np.random.default_rng(seed)
+    n = len(labels)
+    while True:
+        nodes = [[] for _ in range(num_nodes)]
+        for c in sorted(set(labels.tolist())):
+            ids = generator.permutation([i for i in range(n) if labels[i] == c])
+            p = generator.dirichlet([alpha] * num_nodes)
+            p = [p[j] if len(nodes[j]) < n / num_nodes else 0.0 for j in range(num_nodes)]
+            total = sum(p)
+            cumulative, cuts = 0.0, []
+            for j in range(num_nodes - 1):
+                cumulative += p[j] / total
+                cuts.append(int(cumulative * len(ids)))
+            bounds = [0, *cuts, len(ids)]
+            for j in range(num_nodes):
+                nodes[j] += [int(i) for i in ids[bounds[j]:bounds[j + 1]]]
+        if min(len(x) for x in nodes) >= least:
+            return [sorted(x) for x in nodes]
+
+
+@pytest.mark.parametrize("alpha,num_nodes", [(1.0, 12), (0.3, 7), (5.0, 20)])
+def test_balanced_dirichlet_is_the_reference_partition(alpha, num_nodes):
+    labels = rng(4).integers(0, 10, size=1500)
+    ours = dirichlet_balanced(labels, num_nodes, rng(11), alpha=alpha)
+    assert [p.tolist() for p in ours] == _reference_dirichlet(labels, num_nodes, 11, alpha, 10)
+    assert_valid(ours, len(labels), num_nodes)
+    assert min(len(p) for p in ours) >= 10  # at least one sample per class on average, never fewer than K
+
+
+def test_balanced_dirichlet_sizes_are_near_equal_and_skewed_labels_remain():
+    labels = rng(1).integers(0, 10, size=6000)
+    balanced = dirichlet_balanced(labels, 96, rng(0), alpha=1.0)
+    plain = dirichlet(labels, 96, rng(0), alpha=1.0)
+    spread = (lambda parts: np.std([len(p) for p in parts]) / np.mean([len(p) for p in parts]))
+    assert spread(balanced) < 0.75 * spread(plain)  # 0.21 against 0.33 here
+    classes = [len(np.unique(labels[p])) for p in balanced]
+    assert np.mean(classes) < 10  # still label-skewed
+
+
+def test_balanced_dirichlet_names_the_numbers_when_it_cannot():
+    with pytest.raises(DataError, match="cannot give each of 30 nodes at least 10 samples: only 200 samples"):
+        dirichlet_balanced(rng(0).integers(0, 10, size=200), 30, rng(0))
+
+
+def test_holdout_is_stratified_and_seeded():
+    labels = np.repeat([0, 1, 2], [100, 50, 10])
+    kept, held = holdout(labels, len(labels), 0.1, rng(3))
+    assert np.bincount(labels[held]).tolist() == [10, 5, 1]  # round(0.1 * count) of every class
+    assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(labels)))
+    assert np.array_equal(held, holdout(labels, len(labels), 0.1, rng(3))[1])
+    assert not np.array_equal(held, holdout(labels, len(labels), 0.1, rng(4))[1])
+    assert len(holdout(None, 37, 0.2, rng(0))[1]) == 7
+    with pytest.raises(DataError, match=r"held-out fraction must be in \[0, 1\)"):
+        holdout(labels, len(labels), 1.0, rng(0))
+
+
+def test_partition_among_the_kept_samples_returns_whole_set_indices():
+    ds = make_dataset(n=100)
+    kept, held = holdout(ds.train_y.numpy(), 100, 0.2, rng(0))
+    parts = partition("shards", ds, 5, rng(1), among=kept)
+    together = np.sort(np.concatenate(parts))
+    assert np.array_equal(together, kept) and not set(together.tolist()) & set(held.tolist())

@@ -126,7 +126,8 @@ def test_a_networkx_generator_is_a_topology(tmp_path):
 def test_compare_runs_a_plugin_beside_the_built_ins(tmp_path):
     done = _cli("compare", str(EXAMPLE), "--algorithms", "full,event_triggered:event_triggered", "--sweep",
                 "event_triggered:event_triggered:sharing.options.threshold=0.02,0.2", "--rounds", "4",
-                "--set", "eval.every=2", "--out", "cmp", "--quiet", cwd=tmp_path)
+                "--set", "eval.every=2", "--set", "data.validation=0.2", "--baselines", "none", "--bracket", "0",
+                "--out", "cmp", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     table = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [r["algorithm"] for r in table["rows"]] == ["full", "event_triggered:event_triggered"]

@@ -178,11 +178,17 @@ def test_compare_table_numbers(three_runs):
     assert jwins["bytes_indices_per_node"] == pytest.approx(4 * (2.5e5 - 100) / 4)
     assert jwins["bytes_values_per_node"] == pytest.approx(4 * 3 * (2.5e5 - 100) / 4)
     assert jwins["bytes_header_per_node"] == 400.0
-    # to target: full at round 4 after 4 MB, jwins exactly at 70% in round 2 after 0.5 MB, topk never
-    assert (full["rounds_to_target"], full["bytes_to_target"], full["network_seconds_to_target"]) == (4, 4e6, 4.0)
+    # to target 70%, interpolated between evaluations: full is at 50% after round 2 and 80% after round 4, so
+    # it crosses 70% two thirds of the way, at round 10/3 (10/3 MB, 10/3 modelled seconds), with the bytes of
+    # its bracketing evaluations 2 and 4 MB apart (0.6 of the figure: sparse); jwins is at 70% at its first
+    # evaluation (round 2): an upper bound; topk never gets there: censored at its end (0.4 MB, a lower bound)
+    assert full["rounds_to_target"] == pytest.approx(10 / 3) and full["bytes_to_target"] == pytest.approx(1e7 / 3)
+    assert full["network_seconds_to_target"] == pytest.approx(10 / 3) and full["bytes_to_target_bound"] == ""
+    assert full["bytes_to_target_sparse"] is True
     assert (jwins["rounds_to_target"], jwins["bytes_to_target"], jwins["network_seconds_to_target"]) == (2, 5e5, 2.0)
-    assert topk["rounds_to_target"] is None and topk["bytes_to_target"] is None
-    assert topk["network_seconds_to_target"] is None
+    assert jwins["bytes_to_target_bound"] == "<"
+    assert (topk["rounds_to_target"], topk["bytes_to_target"], topk["bytes_to_target_bound"]) == (4, 4e5, ">")
+    assert topk["bytes_to_target_reached"] == 0
     assert all(r["network_seconds"] == 4.0 for r in rows)
 
 
@@ -208,7 +214,7 @@ def test_compare_table_rejects_percent_targets(three_runs):
 def test_compare_table_rmse_lower_is_better(tmp_path):
     d = write_run(tmp_path, "reg", algorithm="full", per_round=1e6, acc={2: 2.0, 4: 1.0}, metric="rmse")
     row = compare_table([d], target=1.5)[0]
-    assert row["metric"] == "rmse" and row["rounds_to_target"] == 4
+    assert row["metric"] == "rmse" and row["rounds_to_target"] == 3  # 2.0 -> 1.0 between rounds 2 and 4
     assert row["final_worst"] == pytest.approx(1.05)  # the worst node has the largest RMSE
     text = format_table([row])
     assert "final RMSE" in text and "1.0000" in text and "max RMSE" in text and "%" not in text.split("\n")[2]
@@ -225,17 +231,20 @@ def test_same_algorithm_runs_get_distinct_labels(tmp_path):
 def test_format_table(three_runs):
     text = format_table(compare_table(three_runs, target=0.7))
     lines = text.splitlines()
-    assert len(lines) == 2 + 3
+    assert len(lines) == 2 + 3 + 3  # header, rule, 3 rows, 3 notes
     header = lines[0]
     for unit in ("acc %", "MB/node", "vs full %", "rounds to 70.0%", "MB to 70.0%", "net s"):
         assert unit in header
-    full, jwins, topk = lines[2:]
+    full, jwins, topk = lines[2:5]
     assert full.split()[:5] == ["full", "80.00", "75.00", "4.000", "100.0"]
     assert jwins.split()[:5] == ["jwins", "75.00", "70.00", "1.000", "25.0"]
     assert topk.split()[:5] == ["topk", "50.00", "45.00", "0.400", "10.0"]
-    assert jwins.split()[-4:] == ["2", "0.500", "2.0", "4.0"]   # rounds, MB, net s to target; net s total
-    assert topk.split()[-4:] == ["-", "-", "-", "4.0"]
-    assert len({len(line) for line in lines}) == 1  # aligned
+    assert full.split()[-4:] == ["~3.3", "~3.333", "~3.3", "4.0"]   # rounds, MB, net s to target; net s total
+    assert jwins.split()[-7:] == ["≤", "2", "≤", "0.500", "≤", "2.0", "4.0"]
+    assert topk.split()[-7:] == [">", "4", ">", "0.400", ">", "4.0", "4.0"]
+    assert len({len(line) for line in lines[:5]}) == 1  # aligned
+    assert lines[5].startswith("~: the evaluations around the crossing") and lines[6].startswith("> x (k/n)")
+    assert lines[7].startswith("≤ x: a seed reached the target at its first evaluation")
 
 
 def test_format_table_missing_values_are_dashes():
@@ -246,7 +255,7 @@ def test_format_table_missing_values_are_dashes():
 
 def test_markdown_table(three_runs):
     md = markdown_table(compare_table(three_runs, target=0.7))
-    lines = md.splitlines()
+    lines = md.split("\n\n")[0].splitlines()
     assert len(lines) == 2 + 3
     assert all(line.startswith("| ") and line.endswith(" |") for line in lines)
     assert lines[1].startswith("| :--- | ---: |")

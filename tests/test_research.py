@@ -14,7 +14,8 @@ from jwins.compare import compare
 from jwins.communication import communicate
 from jwins.engine.local import LocalTransport
 from jwins.experiment import run
-from jwins.report import read_run, t_interval, target_reached
+from jwins.report import read_run, t_interval
+from jwins.stats import crossing
 from jwins.sharing import Mixing, choco
 from jwins.world import build_world, evaluation_sample, resampled_graph
 
@@ -32,7 +33,8 @@ def _cfg(*extra: str) -> config.Config:
 def test_a_comparison_over_seeds_reports_means_and_t_intervals(tmp_path):
     """Every column is the mean over the seeds' runs and its 95% Student-t half-width; each seed changes the
     partition, the graph, the initial model and the batches."""
-    result = compare(_cfg("rounds=4"), ["full", "jwins"], seeds=[0, 1, 2], out=tmp_path / "cmp", targets=[0.1, 0.2])
+    result = compare(_cfg("rounds=4"), ["full", "jwins"], seeds=[0, 1, 2], out=tmp_path / "cmp", targets=[0.1, 0.2],
+                     baselines=[])
     finals = {label: [json.loads((tmp_path / "cmp" / label / f"seed-{s}" / "summary.json").read_text())
                       ["final_accuracy"]["mean"] for s in (0, 1, 2)] for label in ("full", "jwins")}
     for row in result.rows:
@@ -41,13 +43,13 @@ def test_a_comparison_over_seeds_reports_means_and_t_intervals(tmp_path):
         assert row["final_mean"] == pytest.approx(np.mean(values))
         assert row["final_mean_ci"] == pytest.approx(t_interval(values))
         assert row["final_mean_ci"] == pytest.approx(4.302653 * np.std(values, ddof=1) / np.sqrt(3), rel=1e-5)
-        for t in (0.1, 0.2):  # bytes to each extra target: the mean over the seeds that reached it
-            hits = [target_reached(read_run(tmp_path / "cmp" / row["label"] / f"seed-{s}").metrics, t)
-                    for s in (0, 1, 2)]
-            reached = [h["cumulative_bytes"] for h in hits if h]
-            assert row[f"bytes_to_{t:g}_reached"] == len(reached)
-            if reached:
-                assert row[f"bytes_to_{t:g}"] == pytest.approx(np.mean(reached))
+        for t in (0.1, 0.2):  # bytes to each extra target: the mean over every seed, a miss counted at its end
+            crossings = [crossing(read_run(tmp_path / "cmp" / row["label"] / f"seed-{s}").metrics, t)
+                         for s in (0, 1, 2)]
+            assert row[f"bytes_to_{t:g}_reached"] == sum(c.bound != "not reached" for c in crossings)
+            assert row[f"bytes_to_{t:g}"] == pytest.approx(np.mean([c.bytes for c in crossings]))
+            assert row[f"bytes_to_{t:g}_bound"] == (">" if any(c.bound == "not reached" for c in crossings) else
+                                                    "<" if any(c.bound == "at or before" for c in crossings) else "")
     configs = [json.loads((tmp_path / "cmp" / "full" / f"seed-{s}" / "config.json").read_text()) for s in (0, 1, 2)]
     assert [c["seed"] for c in configs] == [0, 1, 2]
     assert len({json.dumps(rows(tmp_path / "cmp" / "full" / f"seed-{s}")) for s in (0, 1, 2)}) == 3

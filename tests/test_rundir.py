@@ -255,21 +255,21 @@ def test_compare_overwrite_replaces_only_a_comparison_jwins_wrote(tmp_path):
     from jwins import compare
 
     cfg = _cfg("rounds=1")
-    compare.compare(cfg, ["full"], out=tmp_path / "c", seeds=[0, 1])
+    compare.compare(cfg, ["full"], baselines=[], out=tmp_path / "c", seeds=[0, 1])
     with pytest.raises(RunDirError, match=r"continue the comparison in it with jwins compare --resume .*/c$"):
-        compare.compare(cfg, ["full"], out=tmp_path / "c")
+        compare.compare(cfg, ["full"], baselines=[], out=tmp_path / "c")
     stray = tmp_path / "c" / "full" / "seed-1" / "my-analysis.ipynb"
     stray.write_text("{}")
     before = _files(tmp_path / "c")
     with pytest.raises(RunDirError, match=r"it holds full/seed-1/my-analysis.ipynb, which jwins did not write"):
-        compare.compare(cfg, ["full"], out=tmp_path / "c", overwrite=True)
+        compare.compare(cfg, ["full"], baselines=[], out=tmp_path / "c", overwrite=True)
     assert _files(tmp_path / "c") == before
     stray.unlink()
-    again = compare.compare(cfg, ["full"], out=tmp_path / "c", overwrite=True)
+    again = compare.compare(cfg, ["full"], baselines=[], out=tmp_path / "c", overwrite=True)
     assert [row["label"] for row in again.rows] == ["full"] and not (tmp_path / "c" / "full" / "seed-1").exists()
     project = tmp_path / "project"
     project.mkdir()
     (project / "notes.md").write_text("n")
     with pytest.raises(RunDirError, match=r"it is not a jwins run or comparison directory"):
-        compare.compare(cfg, ["full"], out=project, overwrite=True)
+        compare.compare(cfg, ["full"], baselines=[], out=project, overwrite=True)
     assert _files(project) == {"notes.md": b"n"}

@@ -183,7 +183,7 @@ def test_an_interrupted_comparison_resumes_what_is_missing(tmp_path):
     """Ctrl-C during a comparison exits 130; `jwins compare --resume DIR` keeps the finished runs, continues the
     interrupted one from its checkpoint, runs the rest and writes the table."""
     args = ["compare", *[x for o in QUICK for x in ("--set", o)], "--rounds", "16", "--set", "checkpoint.every=4",
-            "--algorithms", "full,jwins", "--seeds", "0,1", "--out", "cmp", "--jobs", "1"]
+            "--algorithms", "full,jwins", "--seeds", "0,1", "--out", "cmp", "--jobs", "1", "--baselines", "none"]
     proc = _start(args, tmp_path)
     _wait_for_rows(tmp_path / "cmp" / "full" / "seed-1" / "metrics.jsonl", 2, proc)
     finished = (tmp_path / "cmp" / "full" / "seed-0" / "summary.json").read_bytes()
@@ -211,7 +211,7 @@ def test_jobs_run_side_by_side_with_the_numbers_of_one_process(tmp_path):
     """--jobs 2 runs a comparison's runs in two processes at once (and an interrupted one resumes): every run's
     metrics equal those of the same comparison run one at a time."""
     common = ["compare", *[x for o in QUICK for x in ("--set", o)], "--rounds", "8", "--set", "checkpoint.every=2",
-              "--algorithms", "full,topk", "--seeds", "0,1"]
+              "--algorithms", "full,topk", "--seeds", "0,1", "--baselines", "none"]
     proc = _start([*common, "--jobs", "2", "--out", "two"], tmp_path)
     _wait_for_rows(tmp_path / "two" / "full" / "seed-1" / "metrics.jsonl", 3, proc)
     proc.send_signal(signal.SIGINT)

@@ -162,9 +162,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else:
             cfg = _config_from(args)
             algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+            baselines = [] if args.baselines.strip().lower() == "none" else \
+                [b.strip() for b in args.baselines.split(",") if b.strip()]
             result = compare.compare(cfg, algorithms, sweeps=args.sweep, target=args.target, out=args.out,
                                      quiet=args.quiet, overwrite=args.overwrite, seeds=_seeds(args.seeds),
-                                     jobs=args.jobs, targets=_targets(args.targets))
+                                     jobs=args.jobs, targets=_targets(args.targets), reference=args.reference,
+                                     baselines=baselines, ablation=args.ablation, bracket=args.bracket,
+                                     on=args.targets_on)
     except compare.CompareInterrupted as e:
         print(f"jwins: {e}", file=sys.stderr)
         return e.exit_status
@@ -176,8 +180,13 @@ def _print_comparison(result, *, given_target: bool) -> None:
     from . import report
 
     print(report.format_table(result.rows))
+    sweep = report.format_sweep(result.sweep, {r["arm"]: r["edge"] for r in result.rows if r.get("edge")})
+    if sweep:
+        print()
+        print(sweep)
     if result.target is not None:
-        print(f"target: {result.target:.4g} ({'given' if given_target else '95% of full sharing'})")
+        what = "given" if given_target else f"95% of full sharing's final {result.target_source} metric"
+        print(f"target: {result.target:.4g} ({what})")
     print(f"comparison directory: {result.dir}")
 
 
@@ -232,16 +241,31 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--algorithms", default="full,jwins,choco,topk,subsample",
                        help="comma-separated algorithms (default: full,jwins,choco,topk,subsample)")
     p_cmp.add_argument("--sweep", action="append", default=[], metavar="ALG:KEY=V1,V2",
-                       help="try several values of a setting for one algorithm and keep its best, "
-                            "e.g. --sweep choco:sharing.gamma=0.05,0.1,0.2,0.5")
+                       help="try several values of a setting for one algorithm and keep the best on the "
+                            "validation split (data.validation), e.g. --sweep choco:sharing.gamma=0.05,0.1,0.2,0.5")
     p_cmp.add_argument("--target", type=float, help="target accuracy (fraction) for rounds/bytes-to-target "
-                                                     "(default: 95%% of full sharing's final accuracy)")
+                                                     "(default: 95%% of full sharing's final accuracy, on the "
+                                                     "validation split when there is one)")
     p_cmp.add_argument("--targets", metavar="T1,T2,...", help="more accuracy targets, each with a bytes-to-target "
                                                                "column, e.g. 0.7,0.75,0.8")
     p_cmp.add_argument("--seeds", metavar="S1,S2,...", help="run every setting once per seed (partition, graph, "
                                                              "initial model, batches) and report 95%% intervals")
     p_cmp.add_argument("--jobs", type=int, help="independent runs side by side in this many processes (default: "
                                                 "the cores divided by engine.threads)")
+    p_cmp.add_argument("--reference", help="the row the others are paired to, seed by seed (default: full "
+                                            "sharing; jwins with --ablation)")
+    p_cmp.add_argument("--baselines", default="local,iid", metavar="local,iid|none",
+                       help="rows added to every table: local (no communication) and iid (full sharing on an IID "
+                            "partition of the same data, the ceiling); default local,iid")
+    p_cmp.add_argument("--ablation", action="store_true",
+                       help="also run JWINS with one component changed at a time (identity transform, a fixed "
+                            "alpha at the list's mean, no accumulation, value-based selection), paired to JWINS")
+    p_cmp.add_argument("--bracket", type=int, default=2, metavar="N",
+                       help="extend a numeric sweep whose winner is at an edge of its grid up to N times "
+                            "(default 2; 0: never)")
+    p_cmp.add_argument("--targets-on", choices=("test", "validation"), default="test",
+                       help="read rounds and bytes to a target off the test curve (default) or the validation "
+                            "curve (evaluated every eval.validation_every rounds)")
     p_cmp.add_argument("--resume", metavar="DIR", help="run what an interrupted comparison left undone")
     p_cmp.set_defaults(func=cmd_compare)
     p_plot = sub.add_parser("plot", help="redraw the figures of one or more run directories")

@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-PARTITIONS = ("iid", "shards", "dirichlet", "natural")
+PARTITIONS = ("iid", "shards", "dirichlet", "dirichlet-balanced", "natural")
 TRANSFORMS = ("wavelet", "identity")
 COMPRESSORS = ("topk", "randomk")
 ENGINES = ("local", "distributed")
@@ -59,9 +59,12 @@ def reliable_links(algorithm: str) -> bool:
 class DataConfig:
     name: str = "digits"          # a registered dataset (jwins data list) or "package.module:attribute"
     root: str = ""                # directory of the dataset files; "" = $JWINS_DATA, then standard places
-    partition: str = "shards"     # iid | shards (sort by label, deal k shards) | dirichlet | natural
+    partition: str = "shards"     # iid | shards (sort by label, deal k shards) | dirichlet | dirichlet-balanced
+                                  # (the reference's: near-equal sizes, >= one sample per class) | natural
     shards_per_node: int = 2      # k of the k-shard partition
-    dirichlet_alpha: float = 0.5  # concentration of the Dirichlet partition (small = more skewed)
+    dirichlet_alpha: float = 0.5  # concentration of the Dirichlet partitions (small = more skewed)
+    validation: float = 0.0       # fraction of the training set held out before partitioning (stratified by
+                                  # class, or by group for natural partitions); no node trains on it
     max_samples: int = 0          # truncate train and test sets (quick runs); 0 = all
     options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the dataset's loader
 
@@ -71,6 +74,8 @@ class DataConfig:
         _check(self.shards_per_node >= 1, f"data.shards_per_node = {self.shards_per_node} must be >= 1")
         _check(self.dirichlet_alpha > 0, f"data.dirichlet_alpha = {self.dirichlet_alpha} must be > 0")
         _check(self.max_samples >= 0, f"data.max_samples = {self.max_samples} must be >= 0 (0 = all)")
+        _check(0 <= self.validation <= 0.5, f"data.validation = {self.validation} must be in [0, 0.5] (a fraction "
+                                            "of the training set; 0 = no validation split)")
 
 
 @dataclass(frozen=True)
@@ -176,9 +181,16 @@ class EvalConfig:
     max_samples: int = 2000       # a fixed random sample of this many test samples (from the seed); 0 = all
     final_full: bool = False      # evaluate the last round on every node and every test sample
     batch_size: int = 256         # per forward pass; larger batches were slower on the CPU (benchmarks/README.md)
+    validation_every: int = 0     # with data.validation: evaluate the validation split every this many rounds
+                                  # (and after the last); 0 = with the test set (eval.every)
+    validation_samples: int = 0   # a fixed random sample of the validation split; 0 = eval.max_samples
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, f"eval.every = {self.every} must be >= 0")
+        _check(self.validation_every >= 0, f"eval.validation_every = {self.validation_every} must be >= 0 "
+                                           "(0 = with eval.every)")
+        _check(self.validation_samples >= 0, f"eval.validation_samples = {self.validation_samples} must be >= 0 "
+                                             "(0 = eval.max_samples)")
         _check(self.nodes >= 0, f"eval.nodes = {self.nodes} must be >= 0 (0 = all)")
         _check(self.max_samples >= 0, f"eval.max_samples = {self.max_samples} must be >= 0 (0 = all)")
         _check(self.batch_size >= 1, f"eval.batch_size = {self.batch_size} must be >= 1")

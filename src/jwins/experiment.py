@@ -172,10 +172,10 @@ class _Run:
         self.share_state = checkpoint.restore_state(self.share_state, loaded.sharing, device)
         self.first_round, self.metrics = loaded.round, loaded.metrics
         if loaded.extra.get("pending_evaluation"):  # the run was stopped during this round's evaluation
-            acc, loss = self._evaluate(None)
+            fields = self._evaluations(self.first_round - 1, None)
             if self.engine.rank == 0:
                 record = {k: v for k, v in self.metrics[-1].items() if k != "pending_evaluation"}
-                self.metrics[-1] = {**record, **self._test_fields(acc, loss)}
+                self.metrics[-1] = {**record, **fields}
 
     def loop(self) -> Result:
         config, engine = self.config, self.engine
@@ -189,12 +189,12 @@ class _Run:
             try:
                 for r in range(self.first_round, config.rounds):
                     self._regraph(r)
-                    gathered, acc, loss, round_seconds, offline = self._round(r)
+                    gathered, evaluated, round_seconds, offline = self._round(r)
                     completed = r + 1
                     if r == self.first_round and engine.rank == 0:
                         self._warn_if_evaluation_dominates(round_seconds)
                     if engine.rank == 0:
-                        record = self._record(r, gathered, acc, loss, round_seconds, offline, cumulative, net_total,
+                        record = self._record(r, gathered, evaluated, round_seconds, offline, cumulative, net_total,
                                               before + time.perf_counter() - start)
                         cumulative, net_total = record["cumulative_bytes"], record.get("network_seconds", 0.0)
                         self.metrics.append(record)
@@ -241,34 +241,55 @@ class _Run:
                           lost=lost_links(config, r))
         self.params, self.share_state = out.params, out.state
         compute_seconds = time.perf_counter() - round_start
-        acc = loss = None
-        self.pending = False
-        if (config.eval.every and (r + 1) % config.eval.every == 0) or r + 1 == config.rounds:
-            last = r + 1 == config.rounds  # the final evaluation is never skipped
-            acc, loss = self._evaluate(None if last else (lambda: self.stop.requested),
-                                       everything=last and config.eval.final_full)
-            self.pending = acc is None  # stopped during the evaluation: it is done on resume
+        last = r + 1 == config.rounds  # the final evaluation is never skipped
+        evaluated = self._evaluations(r, None if last else (lambda: self.stop.requested))
+        self.pending = evaluated is None  # stopped during an evaluation: it is done on resume
         per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * self.slowdown
         message_bytes = out.sent[:, 0] / np.maximum(w.graph.degrees[self.hosted], 1)
         gathered = engine.gather(np.column_stack([losses, out.sent, out.alphas, per_node_compute, message_bytes]))
-        return gathered, acc, loss, time.perf_counter() - round_start, offline
+        return gathered, evaluated or {}, time.perf_counter() - round_start, offline
 
-    def _evaluate(self, should_stop, everything: bool = False):
-        """Every rank evaluates its sampled nodes on the sampled test set (``everything``: all its nodes on the
-        whole test set); rank 0 gets the world's (metric, loss) rows. (None, None) on every rank when a stop
-        request cut the evaluation short on any rank."""
+    def _due(self, r: int) -> tuple[bool, bool]:
+        """Whether the test and the validation evaluations are due after round ``r`` (both after the last)."""
+        e, last = self.config.eval, r + 1 == self.config.rounds
+        every = e.validation_every or e.every
+        return (last or bool(e.every and (r + 1) % e.every == 0),
+                len(self.world.validation) > 0 and (last or bool(every and (r + 1) % every == 0)))
+
+    def _evaluations(self, r: int, should_stop) -> dict[str, Any] | None:
+        """The evaluation fields of round ``r``'s record (``test_*`` and ``val_*``, where due; on rank 0),
+        or None when a stop request cut one short."""
+        fields: dict[str, Any] = {}
+        everything = r + 1 == self.config.rounds and self.config.eval.final_full
+        for split, due in zip(("test", "val"), self._due(r)):
+            if due:
+                result = self._evaluate(should_stop, everything=everything, split=split)
+                if result is None:
+                    return None
+                if self.engine.rank == 0:
+                    fields.update(self._fields(split, *result))
+        return fields
+
+    def _evaluate(self, should_stop, everything: bool = False, split: str = "test"):
+        """Every rank evaluates its sampled nodes on the sampled test (or validation) set (``everything``: all
+        its nodes on the whole set); rank 0 gets the world's (metric, loss) rows. None on every rank when a
+        stop request cut the evaluation short on any rank."""
         w, engine = self.world, self.engine
         rows = np.arange(len(self.hosted)) if everything else self.eval_rows
         device = self.params.device
-        test_x, test_y = (w.dataset.test_x.to(device), w.dataset.test_y.to(device)) if everything else \
-            (w.test_x, w.test_y)
+        if split == "val":
+            test_x, test_y = (w.dataset.train_x[w.validation].to(device), w.dataset.train_y[w.validation].to(device)) \
+                if everything else (w.val_x, w.val_y)
+        else:
+            test_x, test_y = (w.dataset.test_x.to(device), w.dataset.test_y.to(device)) if everything else \
+                (w.test_x, w.test_y)
         with self.timer("evaluate"):
             result = evaluate(w.flat, self.params[rows], test_x, test_y, task=w.dataset.task,
                               batch_size=self.config.eval.batch_size, should_stop=should_stop)
         if engine.world_size > 1 and should_stop is not None:
             result = None if engine.agree(result is None) else result
         if result is None:
-            return None, None
+            return None
         full_acc, full_loss = np.full(len(self.hosted), np.nan), np.full(len(self.hosted), np.nan)
         full_acc[rows], full_loss[rows] = result
         return engine.gather(full_acc), engine.gather(full_loss)
@@ -309,12 +330,16 @@ class _Run:
         if warning:
             print(f"jwins: warning: {warning}", file=sys.stderr, flush=True)
 
-    def _test_fields(self, acc: np.ndarray, loss: np.ndarray) -> dict[str, Any]:
+    def _fields(self, split: str, acc: np.ndarray, loss: np.ndarray) -> dict[str, Any]:
+        """``<split>_accuracy`` (the mean over the evaluated nodes; RMSE for regression), its min and max over
+        nodes, ``<split>_loss``; ``test_metric_name`` with the test fields."""
         a = acc[~np.isnan(acc)]
-        return dict(test_accuracy=float(a.mean()), test_accuracy_min=float(a.min()), test_accuracy_max=float(a.max()),
-                    test_loss=_nanmean(loss), test_metric_name=self.metric_name)
+        fields = {f"{split}_accuracy": float(a.mean()), f"{split}_accuracy_min": float(a.min()),
+                  f"{split}_accuracy_max": float(a.max()), f"{split}_loss": _nanmean(loss)}
+        return {**fields, "test_metric_name": self.metric_name} if split == "test" else fields
 
-    def _record(self, r: int, gathered: np.ndarray, acc, loss, round_seconds: float, offline: np.ndarray,
+    def _record(self, r: int, gathered: np.ndarray, evaluated: dict[str, Any], round_seconds: float,
+                offline: np.ndarray,
                 cumulative: float, net_total: float, seconds: float) -> dict[str, Any]:
         """Round ``r``'s line of metrics.jsonl (rank 0): means over the world's nodes."""
         config = self.config
@@ -333,9 +358,8 @@ class _Run:
         if config.network.bandwidth_mbps or config.network.latency_ms:
             record["network_seconds"] = net_total + network_time(config, gathered[:, 6], gathered[:, 7],
                                                                  self.world.graph.degrees)
-        if acc is not None:
-            record.update(self._test_fields(acc, loss))
-        elif self.pending:
+        record.update(evaluated)
+        if self.pending:
             record["pending_evaluation"] = True
         return record
 
@@ -453,6 +477,9 @@ def summarize(config: Config, metrics: list[dict], seconds: float, phases: dict[
     """summary.json: the final evaluation, bytes per node by part, time and memory."""
     evaluated = [m for m in metrics if "test_accuracy" in m]
     last = evaluated[-1] if evaluated else {}
+    validated = [m for m in metrics if "val_accuracy" in m]
+    val = {"final_validation": {k: validated[-1].get(f"val_accuracy{s}") for k, s in
+                                (("mean", ""), ("min", "_min"), ("max", "_max"))}} if validated else {}
     return {
         "algorithm": config.sharing.algorithm,
         "dataset": config.data.name,
@@ -462,6 +489,7 @@ def summarize(config: Config, metrics: list[dict], seconds: float, phases: dict[
                            "max": last.get("test_accuracy_max")},
         "test_metric_name": last.get("test_metric_name", "accuracy"),
         "final_test_loss": last.get("test_loss"),
+        **val,
         "bytes_sent_per_node": metrics[-1]["cumulative_bytes"] if metrics else 0.0,
         "bytes_indices_per_node": float(sum(m["bytes_indices"] for m in metrics)),
         "bytes_values_per_node": float(sum(m["bytes_values"] for m in metrics)),
@@ -482,6 +510,9 @@ def format_summary(summary: dict) -> str:
         ("algorithm", summary["algorithm"]),
         ("nodes x rounds", f"{summary['nodes']} x {summary['rounds']}"),
         (f"final {name} (mean / min / max)", f"{fmt(acc['mean'])} / {fmt(acc['min'])} / {fmt(acc['max'])}"),
+        *([(f"  on the validation split", " / ".join(fmt(summary["final_validation"][k])
+                                                      for k in ("mean", "min", "max")))]
+          if summary.get("final_validation") else []),
         ("bytes sent per node", f"{summary['bytes_sent_per_node'] / 1e6:.3f} MB"),
         ("  values / indices / header", f"{summary['bytes_values_per_node'] / 1e6:.3f} / "
                                         f"{summary['bytes_indices_per_node'] / 1e6:.3f} / "

@@ -30,6 +30,7 @@ from torch import nn
 from . import rng, topology, wire
 from .config import Config
 from .data import Dataset, partition as partition_data
+from .data.partition import holdout
 from .errors import ConfigError, DataError, JwinsError
 from .flat import FlatModel, init_params
 from .registry import DATASETS, MODELS, PYTHON_OBJECT, SHARING, call, import_name
@@ -196,6 +197,9 @@ class World:
     test_y: torch.Tensor
     sharing: Sharing
     traits: SharingTraits
+    validation: torch.Tensor  # indices of the training samples held out for validation (none: empty)
+    val_x: torch.Tensor       # the sampled validation set evaluated each time (eval.validation_samples)
+    val_y: torch.Tensor
 
 
 def device_of(config: Config) -> torch.device:
@@ -217,8 +221,13 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
     if config.nodes > data.num_train:
         raise JwinsError(f"nodes = {config.nodes} > {data.num_train} training samples of {config.data.name}; "
                          "use fewer nodes or more data")
+    kept, held = validation_split(config, data)
+    if config.nodes > len(kept):
+        raise JwinsError(f"nodes = {config.nodes} > {len(kept)} training samples left after the validation split "
+                         f"(data.validation = {config.data.validation:g}); use fewer nodes or a smaller split")
     parts = partition_data(config.data.partition, data, config.nodes, rng.stream(config.seed, "partition"),
-                           shards_per_node=config.data.shards_per_node, dirichlet_alpha=config.data.dirichlet_alpha)
+                           shards_per_node=config.data.shards_per_node, dirichlet_alpha=config.data.dirichlet_alpha,
+                           among=kept if len(held) else None)
     factory = model_factory(config, data, default_model, model)
     try:
         flat, params = init_params(factory, nodes, seed=config.seed, same_init=config.model.same_init, device=device)
@@ -228,9 +237,29 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
         raise ConfigError(f"model.name: {e}") from None
     eval_nodes, samples = evaluation_sample(config, data.num_test)
     test_x, test_y = data.test_x[samples].to(device), data.test_y[samples].to(device)
+    held = torch.from_numpy(held)
+    val_sample = held[_sample(len(held), config.eval.validation_samples or config.eval.max_samples,
+                              rng.stream(config.seed, "eval-validation-samples"))]
     world = World(config, data, [parts[i] for i in nodes], g, Mixing(topology.metropolis_hastings(g), tuple(nodes)),
-                  flat, nodes, eval_nodes, test_x, test_y, sharing_obj, traits)
+                  flat, nodes, eval_nodes, test_x, test_y, sharing_obj, traits, held,
+                  data.train_x[val_sample].to(device), data.train_y[val_sample].to(device))
     return world, params
+
+
+def validation_split(config: Config, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices of the training set: ``data.validation`` of it held out before partitioning,
+    drawn from the seed, stratified by class (classification) or by natural group (``natural`` partitions,
+    so every group keeps its share). No node ever trains on the held-out samples."""
+    n = data.num_train
+    if not config.data.validation:
+        return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if config.data.partition == "natural" and data.train_groups is not None:
+        strata = data.train_groups
+    elif data.task == "classification":
+        strata = data.train_y.numpy()
+    else:
+        strata = data.train_groups
+    return holdout(strata, n, config.data.validation, rng.stream(config.seed, "validation"))
 
 
 def evaluation_sample(config: Config, num_test: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -239,7 +268,9 @@ def evaluation_sample(config: Config, num_test: int) -> tuple[np.ndarray, torch.
     n = config.eval.nodes
     nodes = np.arange(config.nodes) if not n or n >= config.nodes else \
         np.sort(rng.stream(config.seed, "eval").choice(config.nodes, n, replace=False))
-    k = config.eval.max_samples
-    samples = np.arange(num_test) if not k or k >= num_test else \
-        np.sort(rng.stream(config.seed, "eval-samples").choice(num_test, k, replace=False))
-    return nodes, torch.from_numpy(samples)
+    return nodes, torch.from_numpy(_sample(num_test, config.eval.max_samples, rng.stream(config.seed, "eval-samples")))
+
+
+def _sample(count: int, k: int, stream: np.random.Generator) -> np.ndarray:
+    """``k`` of ``count`` items drawn at random, sorted (all of them for k = 0 or k >= count)."""
+    return np.arange(count) if not k or k >= count else np.sort(stream.choice(count, k, replace=False))

@@ -33,7 +33,7 @@ from . import download
 from .catalog import NORMALIZATION, candidate_roots, canonical_name, describe, how_to_get, load
 from .dataset import Dataset, DatasetSpec
 from .download import instructions
-from .partition import PARTITIONS, dirichlet, iid, natural, partition, shards
+from .partition import PARTITIONS, dirichlet, dirichlet_balanced, holdout, iid, natural, partition, shards
 from .shakespeare import SHAKESPEARE_VOCAB
 
 __all__ = [
@@ -47,7 +47,9 @@ __all__ = [
     "canonical_name",
     "describe",
     "dirichlet",
+    "dirichlet_balanced",
     "download",
+    "holdout",
     "how_to_get",
     "iid",
     "instructions",

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["PARTITIONS", "dirichlet", "iid", "natural", "partition", "shards"]
+__all__ = ["PARTITIONS", "dirichlet", "dirichlet_balanced", "holdout", "iid", "natural", "partition", "shards"]
 
 
 def _check(n: int, num_nodes, what: str = "samples") -> int:
@@ -108,6 +108,75 @@ def dirichlet(
     return _finish(nodes)
 
 
+def dirichlet_balanced(
+    labels: np.ndarray, num_nodes: int, rng: np.random.Generator, *, alpha: float = 1.0,
+    min_samples: int | None = None, max_tries: int = 1000,
+) -> list[np.ndarray]:
+    """The reference implementation's Dirichlet partition (decentralizepy's ``DirichletDataPartitioner``).
+
+    Drawn again until every node holds at least ``min_samples`` samples (default: the number of classes).
+    Each draw starts with every node empty; for each class in sorted order the class's samples are shuffled,
+    proportions ``p ~ Dir(alpha, ..., alpha)`` are drawn over the nodes, ``p_j`` is set to 0 for every node
+    that already holds ``n / num_nodes`` samples or more (the balancing step: no node grows past an equal
+    share while classes are still being dealt), ``p`` is renormalised and the shuffled samples are cut at its
+    cumulative proportions (truncated to integers). Sizes are therefore near-balanced, unlike :func:`dirichlet`,
+    whose node sizes follow the draw. A draw that still leaves a node short after ``max_tries`` raises
+    :class:`DataError` naming the numbers.
+    """
+    labels = np.asarray(labels)
+    alpha = float(alpha)
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise DataError(f"dirichlet alpha must be a positive number, got {alpha}")
+    n = len(labels)
+    num_nodes = _check(n, num_nodes)
+    classes = np.unique(labels)
+    least = len(classes) if min_samples is None else int(min_samples)
+    if least * num_nodes > n:
+        raise DataError(f"cannot give each of {num_nodes} nodes at least {least} samples: only {n} samples; use "
+                        "fewer nodes")
+    share = n / num_nodes
+    for _ in range(max_tries):
+        parts: list[list[np.ndarray]] = [[] for _ in range(num_nodes)]
+        held = np.zeros(num_nodes, dtype=np.int64)
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            p = rng.dirichlet(np.full(num_nodes, alpha))
+            p = np.where(held < share, p, 0.0)
+            if not np.isfinite(p).all() or p.sum() <= 0:  # every node full (rounding) or underflow: share evenly
+                p = np.where(held < share, 1.0, 0.0) if (held < share).any() else np.ones(num_nodes)
+            cuts = (np.cumsum(p / p.sum()) * len(idx)).astype(np.int64)[:-1]
+            for node, piece in enumerate(np.split(idx, cuts)):
+                if len(piece):
+                    parts[node].append(piece)
+                    held[node] += len(piece)
+        if held.min() >= least:
+            return _finish(np.concatenate(p) for p in parts)
+    raise DataError(f"the balanced Dirichlet partition (alpha {alpha:g}) left a node with fewer than {least} "
+                    f"samples in {max_tries} draws; raise data.dirichlet_alpha or use fewer nodes")
+
+
+def holdout(strata: np.ndarray | None, n: int, fraction: float, rng: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``n`` training samples into (kept, held out): ``round(fraction * count)`` samples of every
+    stratum (a class, or a natural group; ``strata=None``: the whole set is one stratum) drawn at random, so
+    the held-out set has the training set's proportions. Both are sorted index arrays.
+
+    >>> kept, held = holdout(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), 10, 0.5, np.random.default_rng(0))
+    >>> len(held), sorted(np.bincount(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])[held]).tolist())
+    (5, [2, 3])
+    """
+    if not 0 <= fraction < 1:
+        raise DataError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
+    held = []
+    for s in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == s))
+        held.append(members[: int(np.floor(fraction * len(members) + 0.5))])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    kept = np.setdiff1d(np.arange(n), held_out, assume_unique=True)
+    return kept.astype(np.int64), held_out.astype(np.int64)
+
+
 def natural(groups: np.ndarray, num_nodes: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Whole natural groups (writers, roles, users) per node, sizes balanced.
 
@@ -145,6 +214,7 @@ PARTITIONS: dict[str, Callable[..., list[np.ndarray]]] = {
     "iid": iid,
     "shards": shards,
     "dirichlet": dirichlet,
+    "dirichlet-balanced": dirichlet_balanced,
     "natural": natural,
 }
 
@@ -157,35 +227,49 @@ def partition(
     *,
     shards_per_node: int = 2,
     dirichlet_alpha: float = 0.5,
+    among: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Partition ``dataset``'s training set by ``kind`` (one of :data:`PARTITIONS`).
 
-    ``natural`` needs ``dataset.train_groups``.  ``shards`` and ``dirichlet`` skew class labels; asked of a
-    regression dataset (MovieLens) they fall back, with a warning, to ``natural`` when it has groups (users),
-    else to ``iid``.
+    ``among`` restricts the partition to those training samples (what is left after a validation split);
+    the returned indices are into the whole training set. ``natural`` needs ``dataset.train_groups``.
+    ``shards`` and the two Dirichlet partitions skew class labels; asked of a regression dataset (MovieLens)
+    they fall back, with a warning, to ``natural`` when it has groups (users), else to ``iid``.
     """
     if kind not in PARTITIONS:
         raise DataError(f"unknown partition {kind!r}; valid: {', '.join(PARTITIONS)}")
     labels = dataset.train_y.numpy() if hasattr(dataset.train_y, "numpy") else np.asarray(dataset.train_y)
+    groups = dataset.train_groups
+    if among is not None:
+        labels = labels[among]
+        groups = None if groups is None else np.asarray(groups)[among]
+    parts = _partition(kind, dataset, labels, groups, num_nodes, rng, shards_per_node=shards_per_node,
+                       dirichlet_alpha=dirichlet_alpha)
+    return parts if among is None else [np.asarray(among, dtype=np.int64)[p] for p in parts]
+
+
+def _partition(kind, dataset, labels, groups, num_nodes, rng, *, shards_per_node, dirichlet_alpha):
     if kind == "natural":
-        if dataset.train_groups is None:
+        if groups is None:
             raise DataError(
                 f"dataset {dataset.name!r} has no natural groups (writers / roles / users); "
                 "use iid, shards or dirichlet"
             )
-        return natural(dataset.train_groups, num_nodes, rng)
-    if kind in ("shards", "dirichlet") and dataset.task != "classification":
-        fallback = "natural" if dataset.train_groups is not None else "iid"
+        return natural(groups, num_nodes, rng)
+    if kind in ("shards", "dirichlet", "dirichlet-balanced") and dataset.task != "classification":
+        fallback = "natural" if groups is not None else "iid"
         warnings.warn(
             f"the {kind} partition skews class labels, but {dataset.name!r} is a {dataset.task} dataset: "
             f"partitioning it {fallback} instead (set data.partition to natural or iid to silence this)",
-            stacklevel=2,
+            stacklevel=3,
         )
         kind = fallback
         if kind == "natural":
-            return natural(dataset.train_groups, num_nodes, rng)
+            return natural(groups, num_nodes, rng)
     if kind == "iid":
         return iid(labels, num_nodes, rng)
     if kind == "shards":
         return shards(labels, num_nodes, rng, shards_per_node=shards_per_node)
+    if kind == "dirichlet-balanced":
+        return dirichlet_balanced(labels, num_nodes, rng, alpha=dirichlet_alpha)
     return dirichlet(labels, num_nodes, rng, alpha=dirichlet_alpha)
