@@ -116,3 +116,9 @@ def test_network_seconds_are_reported_cumulatively(tmp_path):
     assert all(b > a for a, b in zip(times, times[1:]))
     # at 1 Mbit/s the transfer alone takes bytes_sent * 8 / 1e6 per round at least
     assert times[0] >= result.metrics[0]["bytes_sent"] * 8 / 1e6 * 0.99
+    # the run's total is in the summary, and jwins run prints it
+    from jwins.experiment import format_summary
+
+    assert result.summary["modelled_seconds"] == times[-1]
+    assert f"modelled time (compute + network)  {times[-1]:.1f} s" in format_summary(result.summary)
+    assert "modelled_seconds" not in run(_cfg("rounds=1"), write=False).summary

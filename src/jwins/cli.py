@@ -158,7 +158,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config or args.overrides or args.out:
                 raise JwinsError("--resume DIR continues the comparison in DIR with its own plan; give nothing else")
-            result = compare.resume(args.resume, quiet=args.quiet, jobs=args.jobs)
+            result = compare.resume(args.resume, quiet=args.quiet, jobs=args.jobs, reference=args.reference)
         else:
             cfg = _config_from(args)
             algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--jobs", type=int, help="independent runs side by side in this many processes (default: "
                                                 "the cores divided by engine.threads)")
     p_cmp.add_argument("--reference", help="the row the others are paired to, seed by seed (default: full "
-                                            "sharing; jwins with --ablation)")
+                                            "sharing; jwins with --ablation); with --resume DIR, pairs a finished "
+                                            "comparison to another row without running anything")
     p_cmp.add_argument("--baselines", default="local,iid", metavar="local,iid|none",
                        help="rows added to every table: local (no communication) and iid (full sharing on an IID "
                             "partition of the same data, the ceiling); default local,iid")

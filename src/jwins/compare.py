@@ -321,6 +321,7 @@ def compare(base: Config, algorithms: list[str], *, sweeps: list[str] = (), targ
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {','.join(map(str, seeds))} repeats a seed")
     check_selection(base, arms, sweeps, on)
+    _check_reference(reference, arms)
     reference = reference or ("jwins" if ablation else "full")
     todo = plan(base, arms, list(sweeps), seeds, Path("."))  # every config checked before a directory is made
     _check_parts(todo)
@@ -358,8 +359,10 @@ def _never_started(path: Path) -> bool:
     return (path / PLAN).is_file() and not any(p.is_file() and p != path / PLAN for p in path.rglob("*"))
 
 
-def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None) -> Comparison:
-    """Continue the comparison in ``root``: run what is missing, keep what finished, write the table."""
+def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None, reference: str | None = None
+           ) -> Comparison:
+    """Continue the comparison in ``root``: run what is missing, keep what finished, write the table (paired to
+    ``reference`` instead of the plan's, when given: a finished comparison is tabulated again, nothing runs)."""
     root = Path(root)
     if not root.is_dir():
         raise JwinsError(f"{root} is not a comparison directory (it does not exist); start one with jwins compare")
@@ -367,7 +370,17 @@ def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None) -> 
     if request is None:
         raise JwinsError(f"{root} holds no {PLAN}: it is not a comparison directory (or was made by an older "
                          "jwins); start it again with jwins compare")
+    if reference:
+        _check_reference(reference, _arms_from(request))
+        request["reference"] = reference
     return _execute(root, request, quiet=quiet, jobs=jobs)
+
+
+def _check_reference(reference: str | None, arms: list[Arm]) -> None:
+    names = [a.name for a in arms]
+    if reference and reference not in names and reference not in {a.algorithm for a in arms}:
+        raise ConfigError(f"--reference {reference!r} is not a row of this comparison; choose one of "
+                          f"{', '.join(names)}")
 
 
 def _execute(root: Path, request: dict[str, Any], *, quiet: bool, jobs: int | None) -> Comparison:

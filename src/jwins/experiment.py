@@ -496,6 +496,8 @@ def summarize(config: Config, metrics: list[dict], seconds: float, phases: dict[
         "bytes_header_per_node": float(sum(m["bytes_header"] for m in metrics)),
         "seconds": seconds,
         "seconds_per_round": seconds / max(1, len(metrics)),
+        **({"modelled_seconds": metrics[-1]["network_seconds"]} if metrics and "network_seconds" in metrics[-1]
+           else {}),
         "phase_seconds": phases,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
@@ -518,6 +520,8 @@ def format_summary(summary: dict) -> str:
                                         f"{summary['bytes_indices_per_node'] / 1e6:.3f} / "
                                         f"{summary['bytes_header_per_node'] / 1e6:.3f} MB"),
         ("time", f"{summary['seconds']:.1f} s ({summary['seconds_per_round'] * 1000:.0f} ms/round)"),
+        *([("modelled time (compute + network)", f"{summary['modelled_seconds']:.1f} s")]
+          if summary.get("modelled_seconds") is not None else []),
         ("peak memory", f"{summary['peak_rss_mb']:.0f} MB"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -270,11 +270,11 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
         t_max = max(m["network_seconds"] for r in with_net for m in r.evaluated
                     if _finite(m.get("network_seconds")))
         div, unit = (3600.0, "h") if t_max > 3 * 3600 else (60.0, "min") if t_max > 600 else (1.0, "s")
-        fig, ax = new(f"Test {'accuracy' if acc else 'RMSE'} per modelled network time")
+        fig, ax = new(f"Test {'accuracy' if acc else 'RMSE'} per modelled time (compute + network)")
         draw(ax, with_net, lambda m: m["network_seconds"] / div if _finite(m.get("network_seconds")) else None)
         log_x_if_spread(ax, [max((m["network_seconds"] for m in r.metrics if _finite(m.get("network_seconds"))),
                                  default=None) for r in with_net])
-        ax.set_xlabel(f"modelled communication time ({unit}, cumulative"
+        ax.set_xlabel(f"modelled time, compute + network ({unit}, cumulative"
                       + (", log scale)" if ax.get_xscale() == "log" else ")"))
         ax.set_ylabel(y_label)
         save(fig, ax, "accuracy_time")
