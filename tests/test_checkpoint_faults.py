@@ -122,3 +122,28 @@ def test_network_seconds_are_reported_cumulatively(tmp_path):
     assert result.summary["modelled_seconds"] == times[-1]
     assert f"modelled time (compute + network)  {times[-1]:.1f} s" in format_summary(result.summary)
     assert "modelled_seconds" not in run(_cfg("rounds=1"), write=False).summary
+
+
+class _Silent:
+    """A sharing algorithm whose state is None (the protocol allows it): it never talks."""
+
+    def message_dim(self, dim):
+        return dim
+
+    def init(self, params, nodes):
+        return None
+
+    def prepare(self, state, params, round, rngs):
+        return [], None, None
+
+    def merge(self, state, params, inbox, mixing, prepared):
+        return params, None
+
+
+def test_a_sharing_state_of_none_is_checkpointed_and_resumed(tmp_path):
+    cfg = _cfg("rounds=4", "checkpoint.every=1", "eval.every=2")
+    run(cfg, sharing=_Silent(), run_dir=tmp_path / "whole")
+    run(cfg.replace(rounds=2), sharing=_Silent(), run_dir=tmp_path / "cut")
+    (tmp_path / "cut" / "summary.json").unlink()
+    run(cfg, sharing=_Silent(), run_dir=tmp_path / "cut", resume=True)
+    assert rows(tmp_path / "cut") == rows(tmp_path / "whole")

@@ -68,3 +68,22 @@ def test_plot_redraws_a_comparison_and_full_sharing_draws_no_flat_alpha(tmp_path
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr
     assert "alpha" not in alone.stdout  # full sharing always sends everything: no flat line at 100%
+
+
+def test_the_python_api_shows_progress_where_a_person_watches(capsys, monkeypatch):
+    """jwins.run shows its progress bar when asked, or by default in a terminal or a notebook; its result names
+    the run directory."""
+    import jwins
+    from jwins import api
+
+    cfg = jwins.load_config(overrides=["nodes=4", "rounds=2", "topology.degree=2", "data.max_samples=200"])
+    jwins.run(cfg, progress=True, write=False)
+    assert "2/2" in capsys.readouterr().err
+    jwins.run(cfg, progress=False, write=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(api, "interactive", lambda: True)
+    jwins.run(cfg, write=False)
+    assert "2/2" in capsys.readouterr().err
+    monkeypatch.setattr(api, "interactive", lambda: False)
+    jwins.run(cfg, write=False)
+    assert capsys.readouterr().err == ""

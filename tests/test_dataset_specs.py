@@ -133,3 +133,15 @@ def test_from_arrays_rejects_bad_input_in_one_line(args, kwargs, message):
     with pytest.raises(DataError, match=message) as e:
         Dataset.from_arrays("bad", *args, **kwargs)
     assert "\n" not in str(e.value) and str(e.value).startswith("dataset 'bad': ")
+
+
+def test_a_users_name_wins_over_a_built_in_alias(scratch_registry):
+    """"ml" is an alias of movielens; a user who registers "ml" gets their own dataset, and unregistering "ml"
+    removes theirs and leaves movielens (and its alias) as they were."""
+    assert DATASETS.canonical("ml") == "movielens"
+    mine = DatasetSpec(name="ml", load=lambda root, max_samples: None, default_model="mf")
+    register_dataset("ml", mine)
+    assert DATASETS.canonical("ml") == "ml" and DATASETS.load("ml") is mine
+    assert DATASETS.canonical("movielens") == "movielens"
+    DATASETS.unregister("ml")
+    assert DATASETS.canonical("ml") == "movielens" and "movielens" in DATASETS.names()

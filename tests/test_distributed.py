@@ -156,6 +156,31 @@ def test_cli_workers_starts_the_ranks(tmp_path, local_reference):
     assert saved["kind"] == "distributed" and saved["workers"] == 2
 
 
+def test_the_python_api_starts_the_ranks_too(tmp_path, local_reference, monkeypatch):
+    """jwins.run with engine.workers = 2 does what the CLI does: two local ranks, the metrics of one process,
+    the run directory in the result; a Python object the ranks cannot import is refused in one line."""
+    import jwins
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = jwins.load_config(overrides=[*QUICK, "sharing.algorithm=jwins", "engine.workers=2"])
+    result = jwins.run(cfg, run_dir=tmp_path / "api", progress=False)
+    assert result.run_dir == tmp_path / "api" and result.params is None
+    _assert_same_metrics(rows(tmp_path / "api"), local_reference["jwins"])
+    assert "run_dir=" in repr(result) and str(tmp_path / "api") in repr(result)
+    from jwins.sharing import full
+
+    with pytest.raises(jwins.ConfigError, match="engine.workers = 2 starts ranks that import their parts by name, "
+                                                "and the sharing given to jwins.run has none"):
+        jwins.run(cfg, sharing=full(), run_dir=tmp_path / "obj", progress=False)
+    assert not (tmp_path / "obj").exists()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(jwins.ConfigError, match="started by torchrun\) but engine.kind = 'local'"):
+        jwins.run(jwins.load_config(overrides=QUICK), write=False)
+
+
 def test_ctrl_c_on_one_rank_stops_all_after_the_same_round(tmp_path):
     """A Ctrl-C that reaches rank 1 only (during round 3) stops both ranks after round 3, each writing its
     checkpoint shard; resuming finishes the run with the metrics of an uninterrupted one."""

@@ -202,3 +202,21 @@ def test_the_cli_prints_one_line_for_a_missing_plugin(tmp_path):
                                    "(looked in the working directory, the config file's folder and the installed "
                                    "packages)")
     assert not JwinsError.__subclasses__() == []  # (the error hierarchy is importable)
+
+
+def test_a_sharing_object_is_refused_a_lossy_codec_it_cannot_follow(tmp_path):
+    """CHOCO-SGD built by hand without rounding= would let the copies of x_hat drift with float16 values: refused
+    in one line; its factory gets the codec's rounding, and an object built with it runs."""
+    from jwins import wire
+    from jwins.sharing import choco
+
+    cfg = jwins.load_config(overrides=["nodes=6", "rounds=2", "topology.degree=2", "data.max_samples=300",
+                                       "wire.value_codec=float16", "sharing.algorithm=choco"])
+    with pytest.raises(ConfigError, match=r"wire.value_codec = 'float16' rounds the values sent, but the sharing "
+                                          r"object given to jwins.run was built without rounding="):
+        jwins.run(cfg, sharing=choco(), write=False)
+    by_factory = jwins.run(cfg, sharing=choco, write=False)
+    by_object = jwins.run(cfg, sharing=choco(rounding=wire.roundtrip("float16")), write=False)
+    by_name = jwins.run(cfg, write=False)
+    assert by_factory.metrics[-1]["train_loss"] == by_object.metrics[-1]["train_loss"] == \
+        by_name.metrics[-1]["train_loss"]

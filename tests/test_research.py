@@ -163,6 +163,19 @@ def test_a_resumed_run_on_a_resampled_graph_continues_the_same_run(tmp_path, alg
     assert_resume_continues(cfg, tmp_path, cut=4)
 
 
+@pytest.mark.parametrize("cut", [4, 6])
+def test_choco_resumed_where_the_graph_returns_to_the_first_one_resyncs(tmp_path, cut):
+    """A 4-node ring relabelled every round comes back to its first graph at epochs 4 and 6 (seed 0), right
+    after a different one: resumed at that round, CHOCO-SGD must resync exactly as the uninterrupted run does."""
+    cfg = _cfg("nodes=4", "topology.kind=ring", "topology.resample_every=1", "sharing.algorithm=choco",
+               "rounds=8", "checkpoint.every=1", "eval.every=1")
+    base = topology.ring(4)
+    relabelled = resampled_graph(cfg, base, cut)
+    assert resampled_graph(cfg, base, cut - 1) != relabelled
+    assert (relabelled if cut else base) == build_world(cfg, list(range(4)))[0].graph  # back to the first graph
+    assert_resume_continues(cfg, tmp_path, cut=cut)
+
+
 # ------------------------------------------------------------------------------------------------- evaluation
 
 def test_the_evaluation_sample_comes_from_the_seed_and_is_the_same_for_every_algorithm():

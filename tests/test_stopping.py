@@ -226,3 +226,41 @@ def test_jobs_run_side_by_side_with_the_numbers_of_one_process(tmp_path):
     for run_dir in ("full/seed-0", "full/seed-1", "topk/seed-0", "topk/seed-1"):
         assert rows(tmp_path / "two" / run_dir) == rows(tmp_path / "one" / run_dir), run_dir
     assert json.loads((tmp_path / "two" / "compare.json").read_text())["rows"][1]["seeds"] == 2
+
+
+def test_a_stop_in_the_last_round_enters_no_collective_the_other_ranks_would_not(tmp_path, monkeypatch):
+    """The launcher forwards a signal rank by rank, so in the last round one rank may see it and another not:
+    the rank that saw it must make exactly the collective calls of one that did not (else it waits in a
+    collective the others never enter and the finished run fails). It finishes, with its summary."""
+
+    from jwins.engine.local import LocalEngine
+    from jwins.training import Trainer
+
+    class Counting(LocalEngine):
+        def __init__(self, n):
+            super().__init__(n)
+            self.calls = []
+
+        def agree(self, flag):
+            self.calls.append("agree")
+            return super().agree(flag)
+
+        def minimum(self, value):
+            self.calls.append("minimum")
+            return super().minimum(value)
+
+    cfg = config.load(overrides=[*QUICK, "rounds=3", "checkpoint.every=2"])
+    quiet = Counting(cfg.nodes)
+    run(cfg, engine=quiet, run_dir=tmp_path / "quiet")
+    original = Trainer.round
+
+    def round_with_a_signal(self, state, params, r, active):
+        if r == cfg.rounds - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, state, params, r, active)
+
+    monkeypatch.setattr(Trainer, "round", round_with_a_signal)
+    told = Counting(cfg.nodes)
+    result = run(cfg, engine=told, run_dir=tmp_path / "told")
+    assert told.calls == quiet.calls
+    assert result.summary["rounds"] == 3 and (tmp_path / "told" / "summary.json").exists()

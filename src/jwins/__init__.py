@@ -17,7 +17,7 @@ __all__ = ["CheckpointError", "Config", "ConfigError", "DataError", "Dataset", "
            "PeerError", "Result", "RunDirError", "TopologyError", "WireError", "load_config", "register_dataset",
            "register_model", "register_sharing", "register_topology", "run"]
 
-_LAZY = {"run": "experiment", "Result": "experiment", "Dataset": "data", "DatasetSpec": "data"}
+_LAZY = {"run": "api", "Result": "experiment", "Dataset": "data", "DatasetSpec": "data"}
 
 
 def __getattr__(name: str):

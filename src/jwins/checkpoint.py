@@ -92,7 +92,7 @@ def save(path: Path, *, round: int, config: dict, params: torch.Tensor, momentum
     }
     if momentum is not None:
         arrays["momentum"] = momentum.detach().cpu().numpy()
-    for name, value in sharing_state._asdict().items():
+    for name, value in _fields(sharing_state).items():
         if isinstance(value, torch.Tensor):
             arrays[f"sharing.{name}"] = value.detach().cpu().numpy()
     tmp = path.with_name(path.name + ".tmp")
@@ -193,14 +193,21 @@ def load(path: Path, *, config: dict, shape: tuple[int, int], round: int | None 
                           "round every rank holds, or start over")
 
 
+def _fields(state: Any) -> dict[str, Any]:
+    """The fields of a sharing state: a NamedTuple's, or none for None."""
+    return {} if state is None else state._asdict()
+
+
 def restore_state(template: Any, arrays: Mapping[str, np.ndarray], device: torch.device) -> Any:
     """The sharing state ``template`` (a NamedTuple from ``init``) with its tensor fields read back.
 
     Each field must have exactly the template's dtype and shape; with ``Loaded.sharing`` this is checked on the
     member's header before its data is read."""
+    if template is None:  # an algorithm that keeps no state (the protocol allows None)
+        return None
     where = f"checkpoint {arrays.file}" if isinstance(arrays, _SharingArrays) else "checkpoint"
     fields = {}
-    for name, value in template._asdict().items():
+    for name, value in _fields(template).items():
         if not isinstance(value, torch.Tensor):
             continue
         if name not in arrays:

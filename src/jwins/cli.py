@@ -5,7 +5,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from .errors import JwinsError
@@ -70,64 +69,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             return e.exit_status
         _print_comparison(result, given_target=False)
         return 0
-    from .experiment import format_summary
-    from .launch import needs_local_launch
+    from .api import run
+    from .experiment import Interrupted, format_summary
 
-    if needs_local_launch(cfg):  # engine.workers > 1: start the ranks on this machine
-        code, summary, run_dir = _run_local_workers(cfg, args)
-        if summary is None:
-            return code
-    else:
-        from .experiment import Interrupted, run
-
-        try:
-            result = run(cfg, quiet=args.quiet, run_dir=args.resume or args.out, resume=bool(args.resume),
-                         overwrite=args.overwrite)
-        except Interrupted as e:
-            if os.environ.get("RANK", "0") == "0":  # every rank stopped after the same round: rank 0 says so
-                print(f"jwins: {e}", file=sys.stderr)
-            return e.exit_status
-        if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
-            return 0
-        summary, run_dir = result.summary, result.run_dir
-    print(format_summary(summary))
-    if not args.no_plots and run_dir is not None:
+    try:
+        result = run(cfg, quiet=args.quiet, run_dir=args.resume or args.out, resume=bool(args.resume),
+                     overwrite=args.overwrite)
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0" and not e.announced:  # every rank stopped after the same round
+            print(f"jwins: {e}", file=sys.stderr)
+        return e.exit_status
+    if not result.summary:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
+    print(format_summary(result.summary))
+    if not args.no_plots and result.run_dir is not None:
         from . import plots
 
-        plots.plot_run(run_dir)
-    print(f"run directory: {run_dir}")
+        plots.plot_run(result.run_dir)
+    print(f"run directory: {result.run_dir}")
     return 0
-
-
-def _run_local_workers(cfg, args: argparse.Namespace):
-    """``engine.workers`` ranks on this machine: the run directory gets the resolved config, the ranks read it;
-    returns (exit status, summary or None when they were stopped, run directory)."""
-    from . import config, rundir
-    from .launch import launch_local_workers
-
-    resolved = config.to_dict(config.override(cfg, ["engine.kind=distributed"]))
-    if args.resume:
-        run_dir = Path(args.resume)
-        saved = rundir.read_json(run_dir / rundir.CONFIG, required=True)
-        from .checkpoint import differences
-
-        changed = differences(saved, resolved)
-        if changed:
-            raise JwinsError(f"--resume {run_dir}: the run's configuration differs in {', '.join(changed[:5])}; only "
-                             "rounds, checkpoint.* and engine.* may change when a run is continued")
-        rundir.write_config(run_dir, resolved)  # the ranks read it: e.g. more rounds
-    else:
-        default = rundir.default_path(cfg.sharing.algorithm, cfg.data.name, time.time())
-        run_dir = rundir.claim(args.out or default, resolved, overwrite=args.overwrite, exclusive=not args.out)
-        rundir.write_config(run_dir, resolved)
-    code = launch_local_workers(run_dir, cfg.engine.workers, timeout=cfg.engine.timeout, resume=bool(args.resume),
-                                quiet=args.quiet)
-    if code:
-        return code, None, run_dir
-    summary = rundir.read_json(run_dir / rundir.SUMMARY, required=False)
-    if summary is None:
-        raise JwinsError(f"the ranks finished but {run_dir / rundir.SUMMARY} is missing")
-    return 0, summary, run_dir
 
 
 def _seeds(text: str | None) -> list[int] | None:

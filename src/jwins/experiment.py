@@ -30,7 +30,7 @@ from .world import World, build_world, record_objects, resampled_graph
 PHASES = ("train", "prepare", "encode", "exchange", "decode", "merge", "evaluate")
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a run produced: its directory, per-round metrics, the summary and the final parameters."""
 
@@ -38,17 +38,26 @@ class Result:
     run_dir: Path | None
     metrics: list[dict[str, Any]]
     summary: dict[str, Any]
-    params: torch.Tensor  # [N, D] final parameters of the hosted nodes
+    params: torch.Tensor | None  # [N, D] final parameters of the hosted nodes (None: run by local ranks)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        final = (self.summary.get("final_accuracy") or {}).get("mean")
+        name = self.summary.get("test_metric_name", "accuracy")
+        shown = "n/a" if final is None else (f"{100 * final:.2f}%" if name == "accuracy" else f"{final:.4f}")
+        return (f"Result(run_dir={str(self.run_dir)!r}, algorithm={self.config.sharing.algorithm!r}, "
+                f"rounds={len(self.metrics)}, final {name}={shown}, "
+                f"bytes_sent_per_node={self.summary.get('bytes_sent_per_node', 0) / 1e6:.3f} MB)")
 
 
 class Interrupted(JwinsError):
     """The run was stopped by Ctrl-C or SIGTERM after writing a checkpoint; ``exit_status`` is the shell's
     convention for that signal (130, 143)."""
 
-    def __init__(self, message: str, signum: int = signal.SIGINT):
+    def __init__(self, message: str, signum: int = signal.SIGINT, announced: bool = False):
         super().__init__(message)
         self.exit_status = 128 + int(signum)
+        self.announced = announced  # the ranks said it already
 
 
 def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path | None = None, write: bool = True,
@@ -115,7 +124,7 @@ class _Run:
             rundir.check_tensorboard()
         world, params = build_world(config, engine.nodes, **parts)
         self.world, self.params = world, params
-        self.base_graph = world.graph
+        self.graph, self.mixing = world.graph, world.mixing  # this epoch's (topology.resample_every)
         self.trainer = Trainer(world.flat, world.dataset.train_x.to(params.device),
                                world.dataset.train_y.to(params.device), world.parts, world.nodes,
                                task=world.dataset.task, seed=config.seed, local_steps=config.train.local_steps,
@@ -203,15 +212,16 @@ class _Run:
                         if bar is not None:
                             bar.show(record)
                     due = config.checkpoint.every and (r + 1) % config.checkpoint.every == 0
-                    # a Ctrl-C seen by any rank stops every rank after this same round
-                    stopping = engine.agree(stop.requested) if r + 1 < config.rounds else stop.requested
+                    # a Ctrl-C seen by any rank stops every rank after this same round; in the last round there
+                    # is nothing left to stop (and no collective to enter that another rank would not)
+                    stopping = engine.agree(stop.requested) if r + 1 < config.rounds else False
                     if self.write and (due or stopping):
                         checkpoint.save(self.ckpt, round=r + 1, config=self.resolved, params=self.params,
                                         momentum=self.train_state.momentum, sharing_state=self.share_state,
                                         metrics=self.metrics, extra={"pending_evaluation": self.pending})
                         engine.agree(False)  # every rank has written this generation: the previous one may go
                         checkpoint.commit(self.ckpt)
-                    if stopping and r + 1 < config.rounds:
+                    if stopping:
                         raise Interrupted(f"stopped after round {r + 1} of {config.rounds}; a checkpoint is in "
                                           f"{self.dir}: continue with `jwins run --resume {self.dir}`",
                                           stop.signum)
@@ -235,8 +245,8 @@ class _Run:
         active = ~offline[self.hosted]
         with self.timer("train"):
             self.params, losses = self.trainer.round(self.train_state, self.params, r, active)
-        out = communicate(w.sharing, self.share_state, self.params, r, seed=config.seed, graph=w.graph,
-                          mixing=w.mixing, transport=engine.transport, wire_config=config.wire,
+        out = communicate(w.sharing, self.share_state, self.params, r, seed=config.seed, graph=self.graph,
+                          mixing=self.mixing, transport=engine.transport, wire_config=config.wire,
                           index_codec=w.traits.index_codec, timer=self.timer, offline=offline,
                           lost=lost_links(config, r))
         self.params, self.share_state = out.params, out.state
@@ -245,7 +255,7 @@ class _Run:
         evaluated = self._evaluations(r, None if last else (lambda: self.stop.requested))
         self.pending = evaluated is None  # stopped during an evaluation: it is done on resume
         per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * self.slowdown
-        message_bytes = out.sent[:, 0] / np.maximum(w.graph.degrees[self.hosted], 1)
+        message_bytes = out.sent[:, 0] / np.maximum(self.graph.degrees[self.hosted], 1)
         gathered = engine.gather(np.column_stack([losses, out.sent, out.alphas, per_node_compute, message_bytes]))
         return gathered, evaluated or {}, time.perf_counter() - round_start, offline
 
@@ -297,21 +307,28 @@ class _Run:
     def _regraph(self, r: int) -> None:
         """With ``topology.resample_every = R``: a fresh graph of the same family every R rounds (drawn from the
         seed and ``r // R``, so the same on every rank and after a resume); the sharing algorithm's ``regraph``
-        (if it has one) hears of every change."""
+        (if it has one) hears of every change. A resumed run first takes the graph of the round before it, so
+        that a change at the round it resumes from is seen exactly as the uninterrupted run sees it."""
         every = self.config.topology.resample_every
-        if not every or (r % every and r != self.first_round):
+        if not every:
+            return
+        if r == self.first_round and r > 0:
+            self._use(self._graph_of((r - 1) // every))
+        if r % every:
             return
         graph = self._graph_of(r // every)
-        if graph == self.world.graph:
+        if graph == self.graph:
             return
-        self.world.graph = graph
-        self.world.mixing = Mixing(topology.metropolis_hastings(graph), tuple(self.world.nodes))
-        changed = r % every == 0 and r > 0 and graph != self._graph_of(r // every - 1)
-        if changed and self.world.traits.regraph is not None:
-            self.share_state = self.world.traits.regraph(self.share_state, self.world.mixing)
+        self._use(graph)
+        if self.world.traits.regraph is not None:
+            self.share_state = self.world.traits.regraph(self.share_state, self.mixing)
+
+    def _use(self, graph: topology.Graph) -> None:
+        self.graph = graph
+        self.mixing = Mixing(topology.metropolis_hastings(graph), tuple(self.world.nodes))
 
     def _graph_of(self, epoch: int) -> topology.Graph:
-        return self.base_graph if epoch == 0 else resampled_graph(self.config, self.base_graph, epoch)
+        return self.world.graph if epoch == 0 else resampled_graph(self.config, self.world.graph, epoch)
 
     def _warn_if_evaluation_dominates(self, round_seconds: float) -> None:
         """Estimated from one forward batch after the first round: say so at once if evaluating will take more
@@ -357,7 +374,7 @@ class _Run:
             record["offline"] = int(offline.sum())
         if config.network.bandwidth_mbps or config.network.latency_ms:
             record["network_seconds"] = net_total + network_time(config, gathered[:, 6], gathered[:, 7],
-                                                                 self.world.graph.degrees)
+                                                                 self.graph.degrees)
         record.update(evaluated)
         if self.pending:
             record["pending_evaluation"] = True

@@ -83,10 +83,10 @@ class Registry:
         return [e.name for e in self._entries.values()]
 
     def canonical(self, name: str) -> str | None:
-        """The registered name that ``name`` spells (case, ``_`` for ``-`` and aliases forgiven), or None."""
+        """The registered name that ``name`` spells (case, ``_`` for ``-`` and aliases forgiven), or None. A
+        registered name always wins over another entry's alias: a user's ``"ml"`` is never read as movielens."""
         key = _fold(name)
-        key = self._aliases.get(key, key)
-        entry = self._entries.get(key)
+        entry = self._entries.get(key) or self._entries.get(self._aliases.get(key, key))
         return entry.name if entry else None
 
     def entry(self, name: str) -> Entry:

@@ -54,6 +54,12 @@ def build_sharing(config: Config, sharing: Any = None) -> tuple[Sharing, Sharing
     s = config.sharing
     if sharing is not None and _meets(sharing):
         obj = sharing
+        codec = config.wire.value_codec
+        if wire.roundtrip(codec) is not None and hasattr(obj, "rounding") and getattr(obj, "rounding") is None:
+            raise ConfigError(f"wire.value_codec = {codec!r} rounds the values sent, but the sharing object given "
+                              "to jwins.run was built without rounding= (its copies of what neighbours decode would "
+                              "drift apart); pass its factory instead (it is then given the codec's rounding), or "
+                              f"build it with rounding=jwins.wire.roundtrip({codec!r})")
     else:
         factory = sharing if sharing is not None else SHARING.load(s.algorithm, config.import_paths)
         keys = _entry_info(SHARING, s.algorithm).get("keys", ()) if sharing is None else ()
@@ -181,9 +187,10 @@ def record_objects(config: Config, **objects: Any) -> Config:
     return config
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class World:
-    """Everything built from a config that does not change during a run."""
+    """Everything built from a config that does not change during a run (``graph`` is the first epoch's: with
+    ``topology.resample_every`` the loop holds the current one)."""
 
     config: Config
     dataset: Dataset
