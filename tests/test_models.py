@@ -224,3 +224,20 @@ def test_char_lstm_unfused_matches_fused():
     e = m.embedding(torch.randint(0, 30, (4, 12)))
     fused, _ = m.lstm(e)
     torch.testing.assert_close(m._unfused_last(e), fused[:, -1])
+
+
+@pytest.mark.parametrize("name,shape", [("small-cnn", (1, 28, 28)), ("lenet", (3, 32, 32))])
+def test_evaluation_in_the_channels_last_layout_gives_the_same_outputs(name, shape):
+    """FlatModel.infer (the evaluation path: convolution weights channels-last) agrees with the training path
+    to float32 rounding, and leaves the parameters untouched."""
+    from jwins.flat import FlatModel
+    from jwins.registry import MODELS
+
+    module = MODELS.load(name)(input_shape=shape)
+    flat = FlatModel(module)
+    row = flat.flatten(module).clone()
+    before = row.clone()
+    x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(flat.infer(row, x), flat(row, x), rtol=1e-5, atol=1e-5)
+    assert torch.equal(row, before)

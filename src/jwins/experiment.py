@@ -272,8 +272,8 @@ class _Run:
         fields: dict[str, Any] = {}
         everything = r + 1 == self.config.rounds and self.config.eval.final_full
         for split, due in zip(("test", "val"), self._due(r)):
-            if due:
-                result = self._evaluate(should_stop, everything=everything, split=split)
+            if due:  # eval.final_full is about the test set; validation keeps its sample (what selection reads)
+                result = self._evaluate(should_stop, everything=everything and split == "test", split=split)
                 if result is None:
                     return None
                 if self.engine.rank == 0:

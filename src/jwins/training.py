@@ -151,7 +151,7 @@ def evaluate(flat: FlatModel, params: Tensor, test_x: Tensor, test_y: Tensor, *,
         i, start = item
         x = test_x[start:start + batch_size].to(params.device)
         y = test_y[start:start + batch_size].to(params.device)
-        out = model(params[i], x)
+        out = model.infer(params[i], x)
         if task == "classification":
             return float((out.argmax(1) == y).sum()), float(F.cross_entropy(out, y, reduction="sum"))
         return 0.0, float(F.mse_loss(out, y, reduction="sum"))
