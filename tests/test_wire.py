@@ -1178,3 +1178,18 @@ def test_pcodec_many_in_threads_equals_one_by_one():
         else:
             assert np.array_equal(result.values, want.values) and result.sender == want.sender
     assert isinstance(got[2], WireError)
+
+
+def test_encode_many_gives_the_sizes_of_the_parts_it_wrote():
+    """The section sizes come from the encoding itself and equal what layout() parses back."""
+    from jwins.wire import encode_many, layout
+
+    rng = np.random.default_rng(0)
+    msgs = [Message(1, 2, 1000, None, rng.standard_normal(1000).astype(np.float32)),
+            Message(2, 2, 1000, np.sort(rng.choice(1000, 37, replace=False)),
+                    rng.standard_normal(37).astype(np.float32), extra={"mask_seed": 5.0})]
+    for codec in ("float32", "pcodec", "float16"):
+        pairs = encode_many(msgs, value_codec=codec, layouts=True)
+        assert [data for data, _ in pairs] == encode_many(msgs, value_codec=codec)
+        for data, lay in pairs:
+            assert lay == layout(data) and sum(lay) == len(data)

@@ -23,9 +23,8 @@ class Exchanged(NamedTuple):
     params: torch.Tensor     # [N, D] after averaging
     state: Any               # the sharing state after the round
     messages: list           # what the hosted nodes sent (before encoding)
-    payloads: dict[int, bytes]
-    sent: np.ndarray         # [N, 4] bytes sent per hosted node over all its links: total, header, indices, values
-    alphas: np.ndarray       # [N] fraction of coefficients each hosted node sent (NaN if it sent nothing)
+    message_bytes: np.ndarray  # [N, 4] each hosted node's message, as encoded: total, header, indices, values
+    alphas: np.ndarray       # [N] the alpha each hosted node chose (NaN if it sent nothing)
 
 
 def _no_timer(phase: str):
@@ -52,15 +51,16 @@ def communicate(sharing: Sharing, state: Any, params: torch.Tensor, round: int, 
     if offline is not None:
         messages = [m for m in messages if not offline[m.sender]]
     with timer("encode"):
-        payloads = _encode_all(messages, index_codec or wire_config.index_codec, wire_config.value_codec, round)
-    sent = np.zeros((len(nodes), 4))
+        encoded = _encode_all(messages, index_codec or wire_config.index_codec, wire_config.value_codec, round)
+    payloads = {sender: data for sender, (data, _) in encoded.items()}
+    message_bytes = np.zeros((len(nodes), 4))
     alphas = np.full(len(nodes), np.nan)
     row_of = {node: i for i, node in enumerate(nodes)}
     for m in messages:
-        i, data = row_of[m.sender], payloads[m.sender]
-        lay = wire.layout(data)
-        sent[i] = np.array([len(data), lay.header_bytes, lay.index_bytes, lay.value_bytes]) * graph.degree(m.sender)
-        alphas[i] = 1.0 if m.indices is None else m.k / m.dim
+        i, (data, lay) = row_of[m.sender], encoded[m.sender]
+        message_bytes[i] = (len(data), lay.header_bytes, lay.index_bytes, lay.value_bytes)
+        # the alpha the algorithm chose, as it recorded it; a plugin that records none: the fraction it sent
+        alphas[i] = m.alpha if m.alpha is not None else (1.0 if m.indices is None else m.k / m.dim)
     with timer("exchange"):
         raw = transport.exchange(payloads, graph, round)
     if lost is not None or offline is not None:
@@ -76,7 +76,7 @@ def communicate(sharing: Sharing, state: Any, params: torch.Tensor, round: int, 
         merged = merged.clone() if merged is params else merged
         merged[torch.from_numpy(rows).to(params.device)] = params[torch.from_numpy(rows).to(params.device)]
         new_state = _restore_rows(state, new_state, rows)
-    return Exchanged(merged, new_state, messages, payloads, sent, alphas)
+    return Exchanged(merged, new_state, messages, message_bytes, alphas)
 
 
 def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
@@ -93,13 +93,14 @@ def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
     return new._replace(**fields)
 
 
-def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, bytes]:
+def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, tuple[bytes, Any]]:
+    """Each sender's encoded message and the sizes of its parts."""
     try:
-        payloads = wire.encode_many(messages, index_codec=index_codec, value_codec=value_codec)
+        payloads = wire.encode_many(messages, index_codec=index_codec, value_codec=value_codec, layouts=True)
     except ValueError:
         payloads = None  # find the message and say which node
     if payloads is not None:
-        return {m.sender: data for m, data in zip(messages, payloads)}
+        return {m.sender: pair for m, pair in zip(messages, payloads)}
     for m in messages:
         try:
             wire.encode(m, index_codec=index_codec, value_codec=value_codec)

@@ -255,8 +255,9 @@ class _Run:
         evaluated = self._evaluations(r, None if last else (lambda: self.stop.requested))
         self.pending = evaluated is None  # stopped during an evaluation: it is done on resume
         per_node_compute = np.where(active, compute_seconds / max(1, int(active.sum())), 0.0) * self.slowdown
-        message_bytes = out.sent[:, 0] / np.maximum(self.graph.degrees[self.hosted], 1)
-        gathered = engine.gather(np.column_stack([losses, out.sent, out.alphas, per_node_compute, message_bytes]))
+        sent = out.message_bytes * self.graph.degrees[self.hosted][:, None]  # over all of a node's links
+        gathered = engine.gather(np.column_stack([losses, sent, out.alphas, per_node_compute,
+                                                  out.message_bytes[:, 0]]))
         return gathered, evaluated or {}, time.perf_counter() - round_start, offline
 
     def _due(self, r: int) -> tuple[bool, bool]:

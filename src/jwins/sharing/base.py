@@ -139,7 +139,9 @@ def to_numpy(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
 
 
-def dense_messages(params: Tensor, nodes: list[int], round: int, extra: dict | None = None) -> list[Message]:
+def dense_messages(params: Tensor, nodes: list[int], round: int, extra: dict | None = None,
+                   alpha: float = 1.0) -> list[Message]:
+    """Every hosted node's whole row as its message (``alpha``: what the algorithm chose, recorded)."""
     values = to_numpy(params)
     return [Message(sender=node, round=round, dim=values.shape[1], indices=None, values=values[i],
-                    extra=dict(extra or {})) for i, node in enumerate(nodes)]
+                    extra=dict(extra or {}), alpha=alpha) for i, node in enumerate(nodes)]

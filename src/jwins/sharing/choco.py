@@ -91,7 +91,7 @@ class Choco:
                     raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference with "
                                      f"this value codec: {exc}") from None
                 sent[i, slice(None) if dense else idx] = v
-            messages.append(Message(node, round, dim, idx, v))
+            messages.append(Message(node, round, dim, idx, v, alpha=self.alpha))
         if sent is None:
             q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
         else:
@@ -106,7 +106,8 @@ class Choco:
         if self.rounding is not None:
             values = np.stack([self.rounding(v) for v in values]) if len(values) else values
             public = torch.from_numpy(values).to(device=public.device, dtype=public.dtype)
-        return public, [Message(node, round, values.shape[1], None, values[i]) for i, node in enumerate(nodes)]
+        return public, [Message(node, round, values.shape[1], None, values[i], alpha=1.0)
+                        for i, node in enumerate(nodes)]
 
     def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Tensor
               ) -> tuple[Tensor, ChocoState]:

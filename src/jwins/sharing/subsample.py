@@ -36,7 +36,7 @@ class Subsample:
     def prepare(self, state: Nodes, params: Tensor, round: int, rngs: list[np.random.Generator]
                 ) -> tuple[list[Message], Nodes, None]:
         if self.alpha > self.metadata_cap:
-            return dense_messages(params, list(state.nodes), round), state, None
+            return dense_messages(params, list(state.nodes), round, alpha=self.alpha), state, None
         values = to_numpy(params)
         dim = values.shape[1]
         messages = []
@@ -44,7 +44,7 @@ class Subsample:
             seed = int(g.integers(0, 2**53))
             idx = seeded_indices(seed, dim, self.alpha)
             messages.append(Message(node, round, dim, idx, values[i, idx],
-                                    extra={"mask_seed": float(seed), "alpha": self.alpha}))
+                                    extra={"mask_seed": float(seed), "alpha": self.alpha}, alpha=self.alpha))
         return messages, state, None
 
     def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None

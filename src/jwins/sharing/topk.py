@@ -161,10 +161,10 @@ class TopKSelector:
             for i, node in zip(range(*sl.indices(n)), state.nodes[sl]):
                 j = i - sl.start
                 if dense[i]:
-                    out.append(Message(node, round, dim, None, values[j]))
+                    out.append(Message(node, round, dim, None, values[j], alpha=float(alphas[i])))
                 else:
                     idx = np.flatnonzero(mask_np[j])
-                    out.append(Message(node, round, dim, idx, values[j, idx]))
+                    out.append(Message(node, round, dim, idx, values[j, idx], alpha=float(alphas[i])))
             return out
 
         blocks = parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))

@@ -185,9 +185,10 @@ def encode(message: Message, *, index_codec: str = "elias-gamma", value_codec: s
 
 
 def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", value_codec: str = "float32",
-                parallel_min_values: int | None = None) -> list[bytes]:
+                parallel_min_values: int | None = None, layouts: bool = False) -> list[bytes]:
     """``[encode(m, ...) for m in messages]``, the same bytes; raises what :func:`encode` raises, for the first
-    message that cannot be encoded.
+    message that cannot be encoded. ``layouts``: ``(bytes, Layout)`` pairs, the sizes of the parts known from
+    the encoding itself (nothing is parsed back).
 
     With fpzip values, on a machine with several cores, once the messages hold at least
     ``parallel_min_values`` values in all (default :data:`PARALLEL_MIN_VALUES`), the compressions run in
@@ -197,9 +198,12 @@ def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", va
     sections = _parallel_fpzip_sections(messages, parallel_min_values) if vcodec is FPZIP else None
     if sections is None:
         if vcodec.releases_gil and _threads_pay([m.k for m in messages], parallel_min_values):
-            return _in_threads(lambda m: _encode(m, icodec, vcodec), messages)
-        return [_encode(m, icodec, vcodec) for m in messages]
-    return [_encode(m, icodec, vcodec, vsec) for m, vsec in zip(messages, sections)]
+            out = _in_threads(lambda m: _encode_parts(m, icodec, vcodec), messages)
+        else:
+            out = [_encode_parts(m, icodec, vcodec) for m in messages]
+    else:
+        out = [_encode_parts(m, icodec, vcodec, vsec) for m, vsec in zip(messages, sections)]
+    return out if layouts else [data for data, _ in out]
 
 
 _POOL: list[ThreadPoolExecutor] = []
@@ -262,6 +266,10 @@ def _view(data: Any) -> memoryview:
 
 
 def _encode(message: Message, icodec, vcodec, vsec: bytes | None = None) -> bytes:
+    return _encode_parts(message, icodec, vcodec, vsec)[0]
+
+
+def _encode_parts(message: Message, icodec, vcodec, vsec: bytes | None = None) -> tuple[bytes, Layout]:
     sender = _u32("sender", message.sender)
     rnd = _u32("round", message.round)
     dim = _u32("dim", message.dim)
@@ -290,7 +298,8 @@ def _encode(message: Message, icodec, vcodec, vsec: bytes | None = None) -> byte
     crc = zlib.crc32(extras, crc)
     crc = zlib.crc32(isec, crc)
     crc = zlib.crc32(vsec, crc)
-    return b"".join((header, extras, isec, vsec, _U32.pack(crc)))
+    return (b"".join((header, extras, isec, vsec, _U32.pack(crc))),
+            Layout(len(header) + len(extras) + _U32.size, len(isec), len(vsec)))
 
 
 # --------------------------------------------------------------------------------------------------------

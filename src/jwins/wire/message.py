@@ -12,7 +12,9 @@ class Message:
 
     ``indices`` are sorted, unique and ``< dim``; ``None`` means dense (``values`` has ``dim`` entries).
     ``values`` are float32 (after decoding: exactly what the value codec restored).
-    ``extra`` carries small named floats, e.g. ``{"alpha": 0.25}`` or ``{"seed": 1234}``.
+    ``extra`` carries small named floats on the wire, e.g. ``{"alpha": 0.25}`` or ``{"mask_seed": 1234}``.
+    ``alpha`` is the fraction of coefficients the sender chose to send (JWINS's draw), recorded where it is made
+    for the metrics; it never travels (a decoded message has None).
     """
 
     sender: int
@@ -21,6 +23,7 @@ class Message:
     indices: np.ndarray | None
     values: np.ndarray
     extra: dict[str, float] = field(default_factory=dict)
+    alpha: float | None = field(default=None, compare=False)
 
     @property
     def dense(self) -> bool:
