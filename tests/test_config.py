@@ -77,3 +77,57 @@ def test_every_example_config_loads(path):
     cfg = config.load(path)
     assert cfg.nodes >= 1 and cfg.rounds >= 1
     assert config.from_dict(config.to_dict(cfg)) == cfg
+
+
+def test_the_settings_that_change_no_number_change_none(tmp_path):
+    """Every section of config.NO_NUMBERS, changed, leaves every metric as it was (timings aside); and the list
+    is exactly what the checkpoint lets a resume change (besides rounds), what a prepared directory ignores and
+    what ranks may differ in."""
+    from helpers import rows
+
+    from jwins import checkpoint
+    from jwins.experiment import run
+
+    assert set(config.NO_NUMBERS) == {"engine", "checkpoint", "import_paths", "log"}
+    assert set(checkpoint.RESUMABLE_CHANGES) == {"rounds", *config.NO_NUMBERS}
+    base = ["nodes=6", "rounds=3", "topology.degree=2", "data.max_samples=300", "sharing.algorithm=jwins",
+            "eval.every=1"]
+    run(config.load(overrides=base), run_dir=tmp_path / "base")
+    changed = {"engine": ["engine.threads=1", "engine.timeout=7"], "checkpoint": ["checkpoint.every=1"],
+               "import_paths": [f"import_paths=[{json.dumps(str(tmp_path))}]"], "log": ["log.tensorboard=true"]}
+    assert set(changed) == set(config.NO_NUMBERS)
+    for section, overrides in changed.items():
+        run(config.load(overrides=[*base, *overrides]), run_dir=tmp_path / section)
+        assert rows(tmp_path / section) == rows(tmp_path / "base"), section
+    tree = config.to_dict(config.load(overrides=base))
+    assert set(tree) - set(config.numbers(tree)) == set(config.NO_NUMBERS)
+
+
+def _defaults(factory) -> dict:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(factory).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+@pytest.mark.parametrize("kind,section", [("SHARING", "sharing"), ("TOPOLOGIES", "topology"), ("MODELS", "model")])
+def test_the_built_ins_and_the_config_have_one_set_of_defaults(kind, section):
+    """A built-in reads the section keys its registration lists; its factory's default for each is the config's
+    default (or it has none and the config always gives it), so a part built from Python and one built from a
+    config agree."""
+    from jwins import registry
+
+    names = getattr(registry, kind)
+    defaults = config.to_dict(config.Config())[section]
+    checked = 0
+    for name in names.names():
+        keys = names.entry(name).info.get("keys", ())
+        factory_defaults = _defaults(names.load(name))
+        for key in keys:
+            if key in factory_defaults:
+                want = defaults[key]
+                got = factory_defaults[key]
+                got = list(got) if isinstance(got, tuple) else got
+                assert got == want, f"{name}: {key} defaults to {got!r} in the factory, {want!r} in the config"
+                checked += 1
+    assert checked > 0 or kind == "TOPOLOGIES"  # the topologies' keys have no default: the config gives them

@@ -91,12 +91,12 @@ def test_lost_messages_renormalise_the_mixing_weights(name):
     neighbours it heard from, weights renormalised per receiver. An algorithm whose state cannot survive a lost
     message must refuse the setting before any work, naming both keys."""
     settings = _everything(name)
+    cfg = _cfg(name, *settings, "faults.message_loss=0.3")
     try:
-        cfg = _cfg(name, *settings, "faults.message_loss=0.3")
+        sharing, traits = build_sharing(cfg)
     except ConfigError as e:
         assert "faults.message_loss" in str(e) and "sharing.algorithm" in str(e)
         return
-    sharing, traits = build_sharing(cfg)
     graph = topology.regular(10, 4, seed=3)
     w = topology.metropolis_hastings(graph)
     mixing = Mixing(w, tuple(range(10)))

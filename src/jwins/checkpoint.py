@@ -39,11 +39,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .config import NO_NUMBERS
 from .errors import CheckpointError
 
 FORMAT = 1
-# Keys that may change between the interrupted run and its resumption without changing its numbers.
-RESUMABLE_CHANGES = ("rounds", "checkpoint", "engine", "import_paths")
+# Keys that may change between the interrupted run and its resumption: its length, and what never changes a number.
+RESUMABLE_CHANGES = ("rounds", *NO_NUMBERS)
 
 # What a checkpoint file may hold: these members, plus "sharing.<field>" for the sharing state's tensors.
 _REQUIRED = ("format", "round", "config", "metrics", "params")

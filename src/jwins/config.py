@@ -49,12 +49,6 @@ def _selectable(names: registry.Registry) -> tuple[str, ...]:
     return tuple(n for n in names.names() if names.entry(n).info.get("config", True))
 
 
-def reliable_links(algorithm: str) -> bool:
-    """Whether a registered sharing algorithm keeps exact state only if every message arrives."""
-    canonical = registry.SHARING.canonical(algorithm)
-    return bool(canonical and registry.SHARING.entry(canonical).info.get("reliable_links"))
-
-
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "digits"          # a registered dataset (jwins data list) or "package.module:attribute"
@@ -288,14 +282,21 @@ class Config:
             _check(self.nodes >= 2 or topo.kind == "full",
                    f"nodes = {self.nodes}: sharing needs at least 2 nodes (or use sharing.algorithm = 'local')")
 
-        if reliable_links(self.sharing.algorithm):
-            for key, value in (("message_loss", self.faults.message_loss), ("offline", self.faults.offline)):
-                _check(not value, f"faults.{key} = {value:g} cannot be used with sharing.algorithm = "
-                                  f"{self.sharing.algorithm!r}: its copies of the neighbours' models go out of step "
-                                  "for good after one missed message; set it to 0 or choose another algorithm")
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+# The settings that decide where and how a run executes, never a number it computes: a resumed run may change
+# them, ranks may differ in them, and a directory prepared for a run matches it whatever they are.
+# (engine.device may change the last bits of float arithmetic on an accelerator; everything else is exact:
+# tests/test_config.py runs each of them changed and compares the metrics.)
+NO_NUMBERS = ("engine", "checkpoint", "import_paths", "log")
+
+
+def numbers(tree: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config (``to_dict``) without :data:`NO_NUMBERS`: what decides a run's numbers."""
+    return {k: v for k, v in tree.items() if k not in NO_NUMBERS}
 
 
 def ignored(config: Config) -> list[str]:

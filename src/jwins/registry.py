@@ -223,8 +223,8 @@ INDEX_CODECS = Registry("index codec", "wire.index_codec")
 VALUE_CODECS = Registry("value codec", "wire.value_codec")
 
 # Sharing: ``keys`` are the [sharing] keys a built-in reads (documented aliases of its options); ``everything``
-# the overrides under which every node sends its whole model every round (the contract tests use them);
-# ``reliable_links``: its state stays exact only if every message arrives (refused with lost messages).
+# the overrides under which every node sends its whole model every round (the contract tests use them). An
+# algorithm that needs every message to arrive says so itself (``reliable_links = True``, checked by world.py).
 SHARING.register("full", "jwins.sharing.full:full", keys=(), everything=())
 SHARING.register("subsample", "jwins.sharing.subsample:subsample", keys=("alpha", "metadata_cap"),
                  everything=("sharing.alpha=1.0",))
@@ -232,7 +232,7 @@ SHARING.register("topk", "jwins.sharing.topk:topk",
                  keys=("alpha", "metadata_cap", "accumulation", "accumulate_averaging", "selection"),
                  everything=("sharing.alpha=1.0",))
 SHARING.register("choco", "jwins.sharing.choco:choco", keys=("alpha", "gamma", "compressor"),
-                 everything=("sharing.alpha=1.0", "sharing.gamma=1.0"), reliable_links=True)
+                 everything=("sharing.alpha=1.0", "sharing.gamma=1.0"))
 SHARING.register("jwins", "jwins.sharing.jwins:jwins",
                  keys=("alphas", "transform", "wavelet", "level", "metadata_cap", "accumulation",
                        "accumulate_averaging", "selection"),

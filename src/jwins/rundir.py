@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import config as config_mod
 from .errors import JwinsError, RunDirError
 
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
@@ -171,11 +172,10 @@ def _files_only(folder: Path, pattern: re.Pattern, rel: str) -> list[str]:
 
 
 def _same_config(path: Path, config: dict[str, Any]) -> bool:
-    """Whether ``path`` is ``config`` up to where it runs (engine, import paths): a directory a launcher
-    prepared for this run."""
+    """Whether ``path`` is ``config`` up to where it runs (:data:`jwins.config.NO_NUMBERS`): a directory a
+    launcher prepared for this run."""
     def numbers(tree: Any) -> Any:
-        return {k: v for k, v in tree.items() if k not in ("engine", "import_paths")} if isinstance(tree, dict) \
-            else tree
+        return config_mod.numbers(tree) if isinstance(tree, dict) else tree
     try:
         return numbers(json.loads(path.read_text())) == numbers(json.loads(json.dumps(config)))
     except (OSError, ValueError):

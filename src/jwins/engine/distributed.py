@@ -697,5 +697,5 @@ def _fingerprint(num_nodes: int, config: Any) -> bytes:
         from .. import config as config_mod
 
         tree = config_mod.to_dict(config)
-        data.update({k: v for k, v in tree.items() if k not in ("engine", "checkpoint", "import_paths")})
+        data.update(config_mod.numbers(tree))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()
