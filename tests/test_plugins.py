@@ -220,3 +220,24 @@ def test_a_sharing_object_is_refused_a_lossy_codec_it_cannot_follow(tmp_path):
     by_name = jwins.run(cfg, write=False)
     assert by_factory.metrics[-1]["train_loss"] == by_object.metrics[-1]["train_loss"] == \
         by_name.metrics[-1]["train_loss"]
+
+
+def test_importing_a_plugin_leaves_the_process_as_it_was(tmp_path, monkeypatch):
+    """The working directory and the config's folder are on the import path for the import only; the malloc
+    tuning of a run is undone when it ends."""
+    import sys as _sys
+
+    from jwins import parallel
+    from jwins.registry import import_object
+
+    (tmp_path / "myplugin_xyz.py").write_text("def factory():\n    return 42\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(_sys.path)
+    assert import_object("myplugin_xyz:factory", key="sharing.algorithm", search=[str(tmp_path)])() == 42
+    assert _sys.path == before
+    calls = []
+    monkeypatch.setattr(parallel, "_mallopt", lambda mmap, trim: calls.append((mmap, trim)) or True)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    run(config.load(overrides=["nodes=4", "rounds=1", "topology.degree=2", "data.max_samples=200"]), write=False)
+    assert calls == [(256 << 20, 512 << 20), (128 << 10, 128 << 10)]  # tuned for the run, then glibc's defaults

@@ -206,3 +206,18 @@ def test_loop_independent_of_worker_count() -> None:
         assert torch.equal(p, p1)
         assert torch.equal(m, m1)
         np.testing.assert_array_equal(l, l1)
+
+
+def test_every_executor_draws_on_one_thread_budget(monkeypatch):
+    """The node workers, the codec threads and the fpzip helpers are all sized by parallel.budget(): the
+    process's share of the cores (local ranks divide them), or engine.threads."""
+    from jwins import parallel
+    from jwins.wire import fpzip_helpers
+
+    monkeypatch.setattr(parallel, "cores", lambda: 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert parallel.share() == 2 and parallel.budget() == 2 and fpzip_helpers.default_size() == 2
+    with parallel.workers(3):
+        assert parallel.budget() == 3 and fpzip_helpers.default_size() == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert parallel.budget() == 1

@@ -25,7 +25,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from . import registry, rundir
+from . import parallel, registry, rundir
 from .config import Config
 from .errors import ConfigError, JwinsError
 
@@ -469,12 +468,8 @@ def _jobs(base: Config, jobs: int | None, count: int) -> int:
         if jobs < 1:
             raise ConfigError(f"--jobs {jobs} must be >= 1")
         return min(jobs, max(1, count))
-    cores = _cores()
+    cores = parallel.cores()
     return max(1, min(count, cores // max(1, base.engine.threads or cores)))
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _state(job: Job) -> str:
@@ -537,7 +532,7 @@ class _Runner:
     def _in_processes(self, pending: list[Job]) -> None:
         from .launch import _Forward
 
-        threads = max(1, _cores() // self.jobs)
+        threads = max(1, parallel.cores() // self.jobs)
         queue, running, failed, stopped = list(pending), [], [], []
         procs: list[subprocess.Popen] = []
         forward = _Forward(procs)

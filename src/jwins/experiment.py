@@ -74,11 +74,12 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     config = record_objects(config, sharing=sharing, model=model, dataset=dataset, graph=graph)
     threads = torch.get_num_threads()
     torch.set_num_threads(_threads(config))
-    parallel.reuse_freed_memory()  # round temporaries reuse freed blocks instead of page-faulting fresh ones
     owned = engine is None
     engine = engine or _make_engine(config)
     try:
-        with parallel.workers(config.engine.threads):  # nodes side by side: engine.threads, or one per core
+        # round temporaries reuse freed blocks instead of page-faulting fresh ones; nodes side by side on
+        # engine.threads workers, or this process's share of the cores
+        with parallel.freed_memory_reused(), parallel.workers(config.engine.threads):
             return _Run(config, engine, quiet=quiet, run_dir=run_dir, write=write, resume=resume, overwrite=overwrite,
                         parts=dict(sharing=sharing, model=model, dataset=dataset, graph=graph)).loop()
     finally:
@@ -530,7 +531,7 @@ def format_summary(summary: dict) -> str:
         ("algorithm", summary["algorithm"]),
         ("nodes x rounds", f"{summary['nodes']} x {summary['rounds']}"),
         (f"final {name} (mean / min / max)", f"{fmt(acc['mean'])} / {fmt(acc['min'])} / {fmt(acc['max'])}"),
-        *([(f"  on the validation split", " / ".join(fmt(summary["final_validation"][k])
+        *([("  on the validation split", " / ".join(fmt(summary["final_validation"][k])
                                                       for k in ("mean", "min", "max")))]
           if summary.get("final_validation") else []),
         ("bytes sent per node", f"{summary['bytes_sent_per_node'] / 1e6:.3f} MB"),

@@ -43,7 +43,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-_workers: int | None = None  # set by workers(); None: one per core
+def share() -> int:
+    """This process's share of the cores: the ``LOCAL_WORLD_SIZE`` ranks on this machine (as torchrun and
+    ``engine.workers`` set it) divide them."""
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return max(1, cores() // ranks)
+
+
+_workers: int | None = None  # set by workers(); None: this process's share of the cores
 
 
 @contextlib.contextmanager
@@ -58,11 +68,13 @@ def workers(count: int | None) -> Iterator[None]:
 
 
 def budget(device: torch.device | str = "cpu") -> int:
-    """How many threads per-node work may use here: the :func:`workers` setting (default: one per core) on the
-    CPU, 1 inside a worker thread (work does not fan out twice) and on an accelerator."""
+    """How many threads a process's work may use here: the :func:`workers` setting (``engine.threads``;
+    default: this process's :func:`share` of the cores) on the CPU, 1 inside a worker thread (work does not
+    fan out twice) and on an accelerator. The one budget of every executor: the node workers, the codec
+    threads and the fpzip helper processes."""
     if torch.device(device).type != "cpu" or getattr(_local, "worker", False):
         return 1
-    return _workers or cores()
+    return _workers or share()
 
 
 @contextlib.contextmanager
@@ -77,6 +89,26 @@ def single_threaded() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def freed_memory_reused(limit: int = 256 << 20) -> Iterator[bool]:
+    """:func:`reuse_freed_memory` within this block; afterwards glibc's default thresholds (128 KiB) again, so
+    that a library caller's process is not left tuned (glibc's own sliding threshold, which any mallopt call
+    turns off, does not come back)."""
+    applied = reuse_freed_memory(limit)
+    try:
+        yield applied
+    finally:
+        if applied:
+            _mallopt(128 << 10, 128 << 10)
+
+
+def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, mmap_threshold)) and bool(libc.mallopt(m_trim_threshold,
+                                                                                       trim_threshold))
 
 
 def reuse_freed_memory(limit: int = 256 << 20) -> bool:
@@ -95,11 +127,14 @@ def reuse_freed_memory(limit: int = 256 << 20) -> bool:
     try:
         if platform.libc_ver()[0] != "glibc":
             return False
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, 2 * limit))
+        return _mallopt(limit, 2 * limit)
     except (OSError, AttributeError):  # pragma: no cover - no usable libc
         return False
+
+
+def pool(workers: int) -> ThreadPoolExecutor:
+    """The process's executor of ``workers`` threads (made once, shared by every caller)."""
+    return _pool(workers)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -136,12 +136,15 @@ def _fold(name: str) -> str:
 
 
 def import_object(path: str, *, key: str, search: Iterable[str] = ()) -> Any:
-    """Import ``package.module:attribute`` with the working directory and ``search`` on the import path;
-    a missing module or attribute is a one-line ConfigError naming ``key``."""
+    """Import ``package.module:attribute`` with the working directory and ``search`` on the import path (for
+    the import only: ``sys.path`` is as it was afterwards); a missing module or attribute is a one-line
+    ConfigError naming ``key``."""
     module_name, _, attribute = path.partition(":")
+    added = []
     for folder in [os.getcwd(), *search]:
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
+            added.append(folder)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -153,6 +156,10 @@ def import_object(path: str, *, key: str, search: Iterable[str] = ()) -> Any:
         raise
     except Exception as e:  # noqa: BLE001 - a user's module may raise anything at import
         raise ConfigError(f"{key} = {path!r}: importing {module_name} raised {type(e).__name__}: {e}") from None
+    finally:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
     obj: Any = module
     for part in attribute.split("."):
         try:

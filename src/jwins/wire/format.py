@@ -31,11 +31,11 @@ import math
 import operator
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from jwins import parallel
 from jwins.errors import WireError
 from jwins.wire import fpzip_helpers
 from jwins.wire.fpzip import FPZIP, fpzip_stream
@@ -206,21 +206,16 @@ def encode_many(messages: list[Message], *, index_codec: str = "elias-gamma", va
     return out if layouts else [data for data, _ in out]
 
 
-_POOL: list[ThreadPoolExecutor] = []
-
-
 def _threads_pay(counts: list[int], minimum: int | None) -> bool:
     """Whether a codec that releases the GIL should work on these messages in several threads."""
     minimum = PARALLEL_MIN_VALUES if minimum is None else minimum
-    return len(counts) >= 2 and fpzip_helpers.default_size() >= 2 and sum(counts) >= minimum
+    return len(counts) >= 2 and parallel.budget() >= 2 and sum(counts) >= minimum
 
 
 def _in_threads(fn, items: list) -> list:
-    """``[fn(item) for item in items]`` on this process's share of the cores, results in order; an exception
-    is raised as the sequential loop would raise it (the first failing item's)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(fpzip_helpers.default_size(), thread_name_prefix="jwins-wire"))
-    return list(_POOL[0].map(fn, items))
+    """``[fn(item) for item in items]`` on the process's thread budget (:func:`jwins.parallel.budget`), results
+    in order; an exception is raised as the sequential loop would raise it (the first failing item's)."""
+    return list(parallel.pool(parallel.budget()).map(fn, items))
 
 
 PARALLEL_MIN_VALUES = 100_000  # below this, helper processes cost more than they save

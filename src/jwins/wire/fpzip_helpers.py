@@ -168,21 +168,12 @@ class _Helper:
                 raise HelperFailed("did not answer in time") from None
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def default_size() -> int:
-    """Helpers for :meth:`FpzipHelpers.map`: this process's share of the cores (``LOCAL_WORLD_SIZE`` ranks on
-    this machine, as torchrun and ``engine.workers`` set it, share them), at most :data:`MAX_HELPERS`."""
-    try:
-        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        ranks = 1
-    return max(1, min(MAX_HELPERS, _cores() // ranks))
+    """Helpers for :meth:`FpzipHelpers.map`: the process's thread budget (:func:`jwins.parallel.budget`: its
+    share of the cores, or ``engine.threads``), at most :data:`MAX_HELPERS`."""
+    from jwins import parallel
+
+    return max(1, min(MAX_HELPERS, parallel.budget()))
 
 
 class FpzipHelpers:
