@@ -54,7 +54,7 @@ def child(spec: dict) -> dict:
     records: dict[str, list[float]] = {p: [] for p in experiment.PHASES}
     marks: dict[str, float] = {}
 
-    class RecordingTimer(experiment._Timer):  # the loop's own timer, keeping every interval
+    class RecordingTimer(experiment.Timer):  # the loop's own timer, keeping every interval
         def __call__(self, phase: str):
             inner = super().__call__(phase)
             outer = self
@@ -71,7 +71,7 @@ def child(spec: dict) -> dict:
                     records[phase].append(outer.totals[phase] - self_inner.before)
             return _Ctx()
 
-    experiment._Timer = RecordingTimer
+    experiment.Timer = RecordingTimer
     warmup, rounds = spec["warmup"], spec["rounds"]
     overrides = [
         f"nodes={spec['nodes']}", f"rounds={warmup + rounds}", f"seed={spec.get('seed', 0)}",

@@ -11,13 +11,15 @@ SRC = Path(__file__).parent.parent / "src"
 
 # lowest first; a module belongs to the first layer whose prefix it has (package prefixes end with ".")
 LAYERS = [
-    ("base", ("jwins.errors", "jwins.registry", "jwins.config", "jwins.rng", "jwins.flat", "jwins.parallel")),
+    ("base", ("jwins.errors", "jwins.registry", "jwins.config", "jwins.rng", "jwins.flat", "jwins.parallel",
+              "jwins.timer")),
     ("wire", ("jwins.wire",)),
     ("parts", ("jwins.sharing", "jwins.engine", "jwins.training", "jwins.models", "jwins.data", "jwins.topology",
                "jwins.transforms")),
     ("loop", ("jwins.experiment", "jwins.world", "jwins.communication", "jwins.network", "jwins.rundir",
-              "jwins.launch", "jwins.checkpoint")),
-    ("face", ("jwins.cli", "jwins.compare", "jwins.report", "jwins.plots", "jwins.__main__", "jwins")),
+              "jwins.launch", "jwins.checkpoint", "jwins.console")),
+    ("face", ("jwins.cli", "jwins.api", "jwins.compare", "jwins.stats", "jwins.report", "jwins.plots",
+              "jwins.__main__", "jwins")),
 ]
 
 

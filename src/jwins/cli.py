@@ -70,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_comparison(result, given_target=False)
         return 0
     from .api import run
-    from .experiment import Interrupted, format_summary
+    from .console import format_summary
+    from .experiment import Interrupted
 
     try:
         result = run(cfg, quiet=args.quiet, run_dir=args.resume or args.out, resume=bool(args.resume),

@@ -20,14 +20,15 @@ import torch
 from . import checkpoint, parallel, rundir, topology
 from . import config as config_mod
 from .communication import communicate
+from .console import Progress, evaluation_warning, format_summary
 from .config import Config
 from .errors import CheckpointError, JwinsError, RunDirError
 from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
 from .sharing.base import Mixing
+from .timer import PHASES, Timer
 from .world import World, build_world, record_objects, resampled_graph
 
-PHASES = ("train", "prepare", "encode", "exchange", "decode", "merge", "evaluate")
 
 
 @dataclass(repr=False)
@@ -143,7 +144,7 @@ class _Run:
         self.ckpt = rundir.checkpoint_path(self.dir, engine.rank, engine.world_size)
         self.metrics: list[dict[str, Any]] = []
         self.first_round = 0
-        self.timer = _Timer()
+        self.timer = Timer()
         self.pending = False  # this round's evaluation was cut short by a stop request
         if resume:
             self._restore()
@@ -192,7 +193,7 @@ class _Run:
         last = self.metrics[-1] if self.metrics else {}
         cumulative, net_total = last.get("cumulative_bytes", 0.0), last.get("network_seconds", 0.0)
         before, start = last.get("seconds", 0.0), time.perf_counter()
-        bar = _Progress(config, self.first_round) if not self.quiet and engine.rank == 0 else None
+        bar = Progress(config, self.first_round) if not self.quiet and engine.rank == 0 else None
         completed = self.first_round
         with _GracefulStop(announce=engine.rank == 0) as stop:
             self.stop = stop
@@ -383,47 +384,6 @@ class _Run:
         return record
 
 
-class _Progress:
-    """The progress bar of rank 0 (tqdm)."""
-
-    def __init__(self, config: Config, first_round: int):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=config.rounds, initial=first_round, desc=config.sharing.algorithm.rsplit(":", 1)[-1],
-                        unit="round", dynamic_ncols=True)
-        self.accuracy: float | None = None
-
-    def show(self, record: dict[str, Any]) -> None:
-        if "test_accuracy" in record:
-            self.accuracy = record["test_accuracy"]
-        shown = {"loss": f"{record['train_loss']:.3f}", "MB": f"{record['cumulative_bytes'] / 1e6:.2f}"}
-        if self.accuracy is not None:
-            shown[record.get("test_metric_name", "accuracy")[:3]] = f"{self.accuracy:.3f}"
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class _Timer:
-    """Seconds spent in each phase of the rounds."""
-
-    def __init__(self) -> None:
-        self.totals = {p: 0.0 for p in PHASES}
-
-    def __call__(self, phase: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self_inner):
-                self_inner.t0 = time.perf_counter()
-
-            def __exit__(self_inner, *exc):
-                timer.totals[phase] += time.perf_counter() - self_inner.t0
-        return _Ctx()
-
-
 class _GracefulStop:
     """Ctrl-C (SIGINT) or SIGTERM, the first time: stop after the current round, skipping its evaluation if it
     is running (it is done on resume), and write a checkpoint; the second: say so again; the third: stop at
@@ -469,23 +429,6 @@ def _forward_seconds(world: World, rows: torch.Tensor, batch: int) -> float:
     return time.perf_counter() - start
 
 
-def evaluation_warning(per_eval: float, evals: int, round_seconds: float, rounds: int, nodes: int,
-                       samples: int) -> str | None:
-    """What ``jwins run`` says when ``evals`` evaluations of ``per_eval`` seconds will take longer than
-    ``rounds`` rounds of ``round_seconds``; None when they will not.
-
-    >>> evaluation_warning(2.0, 11, 0.5, 100, 16, 2000) is None
-    True
-    >>> evaluation_warning(10.0, 11, 0.5, 100, 96, 10000).split(";")[0]
-    'evaluation will take about 110 s of this run against 50 s of rounds (11 evaluations of 96 nodes on 10000 test samples)'
-    """
-    if per_eval * evals <= round_seconds * rounds:
-        return None
-    return (f"evaluation will take about {per_eval * evals:.0f} s of this run against {round_seconds * rounds:.0f} s "
-            f"of rounds ({evals} evaluations of {nodes} nodes on {samples} test samples); to spend less, lower "
-            "eval.nodes or eval.max_samples, or raise eval.every")
-
-
 def _nanmean(a: np.ndarray) -> float:
     a = np.asarray(a, dtype=float)
     a = a[~np.isnan(a)]
@@ -520,31 +463,6 @@ def summarize(config: Config, metrics: list[dict], seconds: float, phases: dict[
         "phase_seconds": phases,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
-
-
-def format_summary(summary: dict) -> str:
-    """A short human-readable table of a run's summary."""
-    acc = summary["final_accuracy"]
-    name = summary.get("test_metric_name", "accuracy")
-    fmt = (lambda v: "n/a" if v is None else (f"{100 * v:.2f}%" if name == "accuracy" else f"{v:.4f}"))
-    rows = [
-        ("algorithm", summary["algorithm"]),
-        ("nodes x rounds", f"{summary['nodes']} x {summary['rounds']}"),
-        (f"final {name} (mean / min / max)", f"{fmt(acc['mean'])} / {fmt(acc['min'])} / {fmt(acc['max'])}"),
-        *([("  on the validation split", " / ".join(fmt(summary["final_validation"][k])
-                                                      for k in ("mean", "min", "max")))]
-          if summary.get("final_validation") else []),
-        ("bytes sent per node", f"{summary['bytes_sent_per_node'] / 1e6:.3f} MB"),
-        ("  values / indices / header", f"{summary['bytes_values_per_node'] / 1e6:.3f} / "
-                                        f"{summary['bytes_indices_per_node'] / 1e6:.3f} / "
-                                        f"{summary['bytes_header_per_node'] / 1e6:.3f} MB"),
-        ("time", f"{summary['seconds']:.1f} s ({summary['seconds_per_round'] * 1000:.0f} ms/round)"),
-        *([("modelled time (compute + network)", f"{summary['modelled_seconds']:.1f} s")]
-          if summary.get("modelled_seconds") is not None else []),
-        ("peak memory", f"{summary['peak_rss_mb']:.0f} MB"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 __all__ = ["Interrupted", "PHASES", "Result", "World", "build_world", "format_summary", "run", "summarize"]
