@@ -117,3 +117,14 @@ def test_cli_config_errors_are_one_line(capsys):
 def test_more_nodes_than_samples_is_an_error():
     with pytest.raises(jwins.JwinsError, match="nodes = 64 > 50 training samples"):
         run(config.load(overrides=["nodes=64", "data.max_samples=50", "rounds=1"]), write=False)
+
+
+def test_a_diverged_model_is_named_from_its_values(capsys, tmp_path):
+    """Training that diverges is said in one line, found from the values themselves (not an error text)."""
+    from jwins.cli import main
+
+    code = main(["run", "--quiet", "--no-plots", "--out", str(tmp_path / "r"), "--nodes", "4", "--rounds", "5", "--set", "topology.degree=2",
+                 "--set", "data.max_samples=200", "--set", "train.lr=500", "--set", "wire.value_codec=pcodec"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "model is not finite in round 1 (training diverged: " in err[0] and "lower train.lr" in err[0]

@@ -3,7 +3,9 @@
 The mutation engine is ``benchmarks/fuzz_wire.py`` (``python benchmarks/fuzz_wire.py --seconds 60`` fuzzes for a
 minute in a child process and reports crashes with their input); these tests run a few seconds of it with fixed
 seeds and assert that only WireError ever comes out, never from the decoder's last-resort wrapper nor from a
-Pco panic, that whatever decodes is consistent, and that every decode is bounded in time and memory.
+Pco panic, that whatever decodes is consistent, and that every decode is bounded in work (the CPU time of the
+decoding thread, which another process's load does not inflate) and in memory. No wall-clock bound: a loaded
+CI machine can stall any thread.
 """
 from __future__ import annotations
 
@@ -25,14 +27,13 @@ _SPEC = importlib.util.spec_from_file_location("fuzz_wire", _PATH)
 fuzz_wire = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(fuzz_wire)
 
-MAX_SECONDS = 2.0  # per decode of a message of at most ~1 MB; typical decodes take well under a millisecond
+MAX_CPU_SECONDS = 0.5  # per decode of a message of at most ~1 MB; the worst seen is 15 ms, typical well under 1 ms
 MAX_RSS_GROWTH_MB = 300
 
 
 def _check(summary: dict) -> None:
     assert summary["exceptions"].keys() <= {"WireError"}, (summary["exceptions"], summary["examples"])
-    assert summary["slowest"][0]["seconds"] < MAX_SECONDS, summary["slowest"]
-    assert summary["costliest"][0]["seconds"] < MAX_SECONDS / 4, summary["costliest"]
+    assert summary["costliest"][0]["seconds"] < MAX_CPU_SECONDS, summary["costliest"]
     assert summary["peak_rss_growth_mb"] < MAX_RSS_GROWTH_MB, summary
 
 
@@ -57,12 +58,12 @@ def test_fuzz_every_mutation_kind_runs():
         for _ in range(40):
             name, data = fuzz_wire.mutate(rng, msgs, weights)
             assert name == op
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 decode(data)
             except WireError as exc:
                 assert "internal" not in str(exc) and "panicked" not in str(exc), str(exc)
-            assert time.perf_counter() - t0 < MAX_SECONDS
+            assert time.thread_time() - t0 < MAX_CPU_SECONDS
 
 
 def _with_values(section: bytes, k: int, dim: int | None = None) -> bytes:
@@ -86,14 +87,14 @@ def test_pcodec_random_sections_after_a_valid_header():
         if rng.random() < 0.5:
             tail = (tail * (rng.random(n) < 0.2)).astype(np.uint8)
         data = _with_values(prefix + tail.tobytes(), 300)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             out = decode(data)
             decoded += 1
             assert out.values.shape == (300,)
         except WireError as exc:
             assert "internal" not in str(exc) and "panicked" not in str(exc), str(exc)
-        assert time.perf_counter() - t0 < MAX_SECONDS
+        assert time.thread_time() - t0 < MAX_CPU_SECONDS
     assert decoded < 3000
 
 

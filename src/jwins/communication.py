@@ -102,12 +102,13 @@ def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dic
     if payloads is not None:
         return {m.sender: pair for m, pair in zip(messages, payloads)}
     for m in messages:
+        if not np.isfinite(m.values).all():
+            bad = int(np.count_nonzero(~np.isfinite(m.values)))
+            raise JwinsError(f"node {m.sender}'s model is not finite in round {round} (training diverged: {bad} of "
+                             f"the {m.k} values it would send are NaN or infinite); lower train.lr")
         try:
             wire.encode(m, index_codec=index_codec, value_codec=value_codec)
         except ValueError as e:
-            if "NaN" in str(e) or "inf" in str(e):
-                raise JwinsError(f"node {m.sender}'s model is not finite in round {round} (training diverged): "
-                                 f"{e}; lower train.lr") from None
             raise JwinsError(f"node {m.sender} cannot send its message of round {round}: {e}") from None
     raise AssertionError("encode_many failed where encode did not")  # pragma: no cover
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import torch
+
 
 def _purpose_id(purpose: str) -> int:
     return zlib.crc32(purpose.encode())
@@ -24,7 +24,3 @@ def torch_seed(seed: int, purpose: str, *key: int) -> int:
     return int(stream(seed, purpose, *key).integers(0, 2**63 - 1))
 
 
-def torch_generator(seed: int, purpose: str, *key: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(torch_seed(seed, purpose, *key))
-    return g

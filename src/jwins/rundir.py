@@ -341,8 +341,7 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 if not line.endswith("\n") and f.read(1) == "":
                     break  # the last line, cut short by a crash mid-write: the rounds before it stand
-                hint = ""
-                raise JwinsError(f"{path} line {n} is not valid JSON: {e.msg} at column {e.colno}{hint}: "
+                raise JwinsError(f"{path} line {n} is not valid JSON: {e.msg} at column {e.colno}: "
                                  f"{_clip(line)}") from None
             if not isinstance(record, dict):
                 raise JwinsError(f"{path} line {n} is a JSON {type(record).__name__}, not an object: "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-from collections import deque
 from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import Any
@@ -212,24 +211,11 @@ def _attempt_seeds(seed: int):
 
 
 def _components(graph: Graph) -> list[int]:
-    """Sizes of the connected components, largest first."""
-    seen = np.zeros(graph.num_nodes, dtype=bool)
-    sizes = []
-    for start in range(graph.num_nodes):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue = deque([start])
-        size = 0
-        while queue:
-            u = queue.popleft()
-            size += 1
-            for v in graph.neighbors[u]:
-                if not seen[v]:
-                    seen[v] = True
-                    queue.append(v)
-        sizes.append(size)
-    return sorted(sizes, reverse=True)
+    """Sizes of the connected components, largest first (networkx)."""
+    g = nx.Graph()
+    g.add_nodes_from(range(graph.num_nodes))
+    g.add_edges_from(graph.edges())
+    return sorted((len(c) for c in nx.connected_components(g)), reverse=True)
 
 
 def is_connected(graph: Graph) -> bool:

@@ -63,7 +63,12 @@ def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> T
     w = pywt.Wavelet(name)
 
     def lengths(d: int) -> list[int]:
-        return [len(c) for c in pywt.wavedec(np.zeros(d, dtype=np.float32), w, mode=mode, level=level)]
+        """The lengths of wavedec's coefficient arrays, coarse to fine (PyWavelets' own arithmetic)."""
+        details = []
+        for _ in range(level):
+            d = pywt.dwt_coeff_len(d, w.dec_len, mode)
+            details.append(d)
+        return [details[-1], *reversed(details)] if details else [d]
 
     cache: dict[int, list[int]] = {}
 
@@ -99,5 +104,3 @@ def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> T
     return Transform(f"wavelet-{name}-{level}", forward, inverse, lambda d: sum(split_sizes(d)))
 
 
-def from_config(kind: str, *, wavelet_name: str = "sym2", level: int = 4) -> Transform:
-    return identity() if kind == "identity" else wavelet(wavelet_name, level)

@@ -71,7 +71,7 @@ class Mixing:
         return float(row[node] / total), w / total
 
 
-def transform_inbox(inbox: Inbox, mixing: Mixing) -> list[list[tuple[float, Message]]]:
+def weighted_inbox(inbox: Inbox, mixing: Mixing) -> list[list[tuple[float, Message]]]:
     """For each hosted row, the (weight, message) pairs of its inbox, in sender order."""
     out = []
     for node in mixing.nodes:
@@ -95,7 +95,7 @@ def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
 
     Rows are independent: blocks of rows go to the worker threads of :mod:`jwins.parallel`.
     """
-    pairs = transform_inbox(inbox, mixing)
+    pairs = weighted_inbox(inbox, mixing)
     y = torch.empty_like(z)
     parallel.map_items(lambda rows: fill_in_rows(z, y, pairs, rows),
                        parallel.row_chunks(z.shape[0], parallel.budget(z.device)))
@@ -103,7 +103,7 @@ def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
 
 
 def fill_in_rows(z: Tensor, y: Tensor, pairs: list[list[tuple[float, Message]]], rows: slice) -> None:
-    """:func:`fill_in_average` for ``rows``, written into ``y[rows]`` (``pairs``: :func:`transform_inbox`)."""
+    """:func:`fill_in_average` for ``rows``, written into ``y[rows]`` (``pairs``: :func:`weighted_inbox`)."""
     y[rows] = z[rows]
     for row in range(*rows.indices(z.shape[0])):
         zi, yi = z[row], y[row]
@@ -118,7 +118,7 @@ def fill_in_rows(z: Tensor, y: Tensor, pairs: list[list[tuple[float, Message]]],
 
 def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
     """``target_i += sum_j w_ij q_j`` for sparse or dense messages q_j (CHOCO's neighbour sum). In place."""
-    for row, pairs in enumerate(transform_inbox(inbox, mixing)):
+    for row, pairs in enumerate(weighted_inbox(inbox, mixing)):
         ti = target[row]
         for w, m in pairs:
             v = _as_tensor(m.values, target)

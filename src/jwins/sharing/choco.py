@@ -38,8 +38,6 @@ class ChocoState(NamedTuple):
     resync: bool = False   # the graph changed this round: send x_hat densely, rebuild s (False between rounds)
 
 
-
-
 class Choco:
     reliable_links = True  # a lost q_j leaves s_i out of step with x_hat_j for good
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from ..transforms import Transform, identity
 from ..wire.message import Message
 from .. import parallel
-from .base import Inbox, Mixing, fill_in_rows, to_numpy, transform_inbox
+from .base import Inbox, Mixing, fill_in_rows, to_numpy, weighted_inbox
 
 
 def top_k_mask(scores: Tensor, ks: np.ndarray, *, selection: str | None = None) -> Tensor:
@@ -174,7 +174,7 @@ class TopKSelector:
     def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: TopKPrepared
               ) -> tuple[Tensor, TopKState]:
         z = prepared.coeffs
-        pairs = transform_inbox(inbox, mixing)
+        pairs = weighted_inbox(inbox, mixing)
         n, d = params.shape
         y = torch.empty_like(z)
         new = torch.empty(n, d, dtype=params.dtype, device=params.device)
