@@ -241,3 +241,24 @@ def test_importing_a_plugin_leaves_the_process_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     run(config.load(overrides=["nodes=4", "rounds=1", "topology.degree=2", "data.max_samples=200"]), write=False)
     assert calls == [(256 << 20, 512 << 20), (128 << 10, 128 << 10)]  # tuned for the run, then glibc's defaults
+
+
+def test_a_factory_taking_kwargs_is_offered_everything():
+    """A model factory with **kwargs gets the dataset's metadata (num_classes, input_shape, ...) as a Python
+    reader expects, beside its options."""
+    from jwins.registry import call
+
+    seen = {}
+
+    def factory(width=4, **kwargs):
+        seen.update(kwargs, width=width)
+        return "built"
+
+    assert call(factory, key="model.name", options={"width": 8, "depth": 2},
+                offered={"num_classes": 10, "input_shape": (1, 8, 8)}) == "built"
+    assert seen == {"num_classes": 10, "input_shape": (1, 8, 8), "width": 8, "depth": 2}
+
+    def named(num_classes):
+        return num_classes
+
+    assert call(named, key="model.name", offered={"num_classes": 3, "input_shape": (2,)}) == 3
