@@ -273,3 +273,20 @@ def test_compare_overwrite_replaces_only_a_comparison_jwins_wrote(tmp_path):
     with pytest.raises(RunDirError, match=r"it is not a jwins run or comparison directory"):
         compare.compare(cfg, ["full"], baselines=[], out=project, overwrite=True)
     assert _files(project) == {"notes.md": b"n"}
+
+
+def test_resume_on_something_that_is_not_a_run_says_what_it_is(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    _refused(_cli("run", "--resume", "notes", cwd=tmp_path),
+             r"--resume notes: it is not a jwins run directory \(no config.json\); give the directory an earlier "
+             r"run wrote \(its --out, or one under runs/\), or start a new run without --resume")
+    _refused(_cli("run", "--resume", "nowhere", cwd=tmp_path), r"--resume nowhere: there is no such directory")
+    _refused(_cli("run", "--resume", "file.txt", cwd=tmp_path), r"--resume file.txt: it is a file")
+    (tmp_path / "notes" / "compare-plan.json").write_text("{}")
+    _refused(_cli("run", "--resume", "notes", cwd=tmp_path),
+             r"a comparison continues with jwins compare --resume notes")
+    import jwins
+
+    with pytest.raises(RunDirError, match="there is no such directory"):  # the Python API says the same
+        jwins.run(_cfg(), run_dir=tmp_path / "nowhere", resume=True)

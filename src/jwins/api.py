@@ -43,25 +43,29 @@ def run(config: Config, *, progress: bool | None = None, quiet: bool | None = No
     ranks run it; the result then carries the metrics and summary rank 0 wrote, and ``params`` is None."""
     if quiet is None:
         quiet = not (interactive() if progress is None else progress)
+    if resume:
+        if run_dir is None:
+            raise ConfigError("resume=True continues the run in run_dir: give it (jwins run --resume RUN_DIR)")
+        rundir.check_resumable(run_dir)
     if engine is not None or not needs_local_launch(config):
         return run_here(config, quiet=quiet, engine=engine, run_dir=run_dir, write=write, resume=resume,
                         overwrite=overwrite, sharing=sharing, model=model, dataset=dataset, graph=graph)
     return _run_local_workers(config, quiet=quiet, run_dir=run_dir, write=write, resume=resume,
-                              overwrite=overwrite, parts=dict(sharing=sharing, model=model, dataset=dataset,
+                              overwrite=overwrite, given=dict(sharing=sharing, model=model, dataset=dataset,
                                                               graph=graph))
 
 
 def _run_local_workers(config: Config, *, quiet: bool, run_dir, write: bool, resume: bool, overwrite: bool,
-                       parts: dict[str, Any]) -> Result:
+                       given: dict[str, Any]) -> Result:
     """``engine.workers`` ranks on this machine: the run directory gets the resolved config, the ranks read it."""
     if not write:
         raise ConfigError(f"engine.workers = {config.engine.workers} runs ranks that talk through the run "
                           "directory; give it one (write=True), or set engine.workers = 1")
-    config = record_objects(config, **parts)
-    given = [k for k, v in parts.items() if v is not None]
+    config = record_objects(config, **given)
+    objects = [k for k, v in given.items() if v is not None]
     named = {"sharing": config.sharing.algorithm, "model": config.model.name, "dataset": config.data.name,
              "graph": config.topology.kind}
-    for part in given:
+    for part in objects:
         if named[part].startswith(PYTHON_OBJECT):
             raise ConfigError(f"engine.workers = {config.engine.workers} starts ranks that import their parts by "
                               f"name, and the {part} given to jwins.run has none ({named[part]}); define it in a "

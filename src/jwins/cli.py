@@ -53,7 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise JwinsError("--resume RUN_DIR reads the run's own config.json; do not also give a config file")
         if args.out:
             raise JwinsError("--resume RUN_DIR continues the run in RUN_DIR; do not also give --out")
-        args.config = args.resume
+        from . import rundir
+
+        args.config = rundir.check_resumable(args.resume)
     cfg = _config_from(args)
     _warn_ignored(cfg)
     if args.seeds:  # one run per seed, then the mean and interval of every column

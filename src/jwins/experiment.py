@@ -82,7 +82,7 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
         # engine.threads workers, or this process's share of the cores
         with parallel.freed_memory_reused(), parallel.workers(config.engine.threads):
             return _Run(config, engine, quiet=quiet, run_dir=run_dir, write=write, resume=resume, overwrite=overwrite,
-                        parts=dict(sharing=sharing, model=model, dataset=dataset, graph=graph)).loop()
+                        given=dict(sharing=sharing, model=model, dataset=dataset, graph=graph)).loop()
     finally:
         torch.set_num_threads(threads)
         if owned:
@@ -114,7 +114,7 @@ class _Run:
     """One run: the set-up (world, trainer, states, run directory, resume) and then :meth:`loop`."""
 
     def __init__(self, config: Config, engine, *, quiet: bool, run_dir, write: bool, resume: bool, overwrite: bool,
-                 parts: dict[str, Any]):
+                 given: dict[str, Any]):
         self.config, self.engine = config, engine
         self.resolved = config_mod.to_dict(config)
         self.dir = Path(run_dir) if run_dir else rundir.default_path(config.sharing.algorithm, config.data.name,
@@ -124,7 +124,7 @@ class _Run:
             rundir.claim(self.dir, self.resolved, overwrite=overwrite, exclusive=run_dir is None, create=False)
         if config.log.tensorboard and write and engine.rank == 0:
             rundir.check_tensorboard()
-        world, params = build_world(config, engine.nodes, **parts)
+        world, params = build_world(config, engine.nodes, **given)  # parts given as objects or factories
         self.world, self.params = world, params
         self.graph, self.mixing = world.graph, world.mixing  # this epoch's (topology.resample_every)
         self.trainer = Trainer(world.flat, world.dataset.train_x.to(params.device),

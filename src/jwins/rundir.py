@@ -89,6 +89,21 @@ def claim(path: str | Path, config: dict[str, Any], *, overwrite: bool = False, 
     return path
 
 
+def check_resumable(path: str | Path) -> Path:
+    """``path`` as a run directory to continue, or a one-line RunDirError saying what it is instead."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"--resume {path}: there is no such directory; give the directory an earlier run wrote "
+                          "(its --out, or one under runs/)")
+    if not path.is_dir() or not (path / CONFIG).is_file():
+        what = "a file" if not path.is_dir() else f"not a jwins run directory (no {CONFIG})"
+        hint = (f"; a comparison continues with jwins compare --resume {path}" if (path / PLAN).is_file() else
+                "; give the directory an earlier run wrote (its --out, or one under runs/), or start a new run "
+                "without --resume")
+        raise RunDirError(f"--resume {path}: it is {what}{hint}")
+    return path
+
+
 def _occupied(path: Path, entries: list[str]) -> str:
     """Why a non-empty ``path`` is refused, and only the ways out that work for what is in it."""
     shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")

@@ -1,7 +1,7 @@
 """Fetch datasets from their official sources, for machines with internet access.
 
 ``download(name, root)`` puts dataset ``name`` under ``root/<name>`` -- where :func:`jwins.data.load` finds it
-with ``data.root: root`` -- and returns that directory.
+with ``data.root = "root"`` -- and returns that directory.
 
 * Files are written to ``<file>.part`` and only renamed (``os.replace``) to their final name after their size and
   checksum were verified, so a half-downloaded file is never taken for a dataset.  An interrupted download
@@ -143,7 +143,7 @@ FEMNIST is built by LEAF's preprocessing scripts; there is no ready-made file to
   ./preprocess.sh -s niid --sf 1.0 -k 0 -t sample      # the full set; --sf 0.05 gives LEAF's small version
 This writes leaf/data/femnist/data/train/*.json and data/test/*.json.  Then either
   mkdir -p DIR/femnist && cp -r leaf/data/femnist/data/train leaf/data/femnist/data/test DIR/femnist/
-and set data.root: DIR in the config (or JWINS_DATA=DIR), or set data.root to leaf/data/femnist/data.""",
+and add --set data.root=DIR (or JWINS_DATA=DIR), or --set data.root=leaf/data/femnist/data.""",
     "celeba": """\
 CelebA for federated learning is built by LEAF's preprocessing scripts; there is no ready-made file to download.
   git clone https://github.com/TalwalkarLab/leaf
@@ -153,7 +153,7 @@ CelebA for federated learning is built by LEAF's preprocessing scripts; there is
   cd leaf/data/celeba && ./preprocess.sh -s niid --sf 1.0 -k 5 -t sample
 This writes leaf/data/celeba/data/train/*.json and data/test/*.json next to data/raw/img_align_celeba.
 Set data.root to leaf/data/celeba/data (or copy train/, test/ and raw/img_align_celeba/ to DIR/celeba and set
-data.root: DIR or JWINS_DATA=DIR).  Decoding the images needs Pillow: pip install pillow.""",
+--set data.root=DIR or JWINS_DATA=DIR).  Decoding the images needs Pillow: pip install pillow.""",
 }
 
 

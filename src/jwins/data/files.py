@@ -131,8 +131,9 @@ def locate_or_raise(spec: DatasetSpec, root: str | os.PathLike) -> Located:
 def download_hint(name: str) -> str:
     """``how_to_get`` of a dataset that ``jwins data download`` fetches."""
     return (
-        f"run `jwins data download {name} --root DIR` (needs internet), then set data.root: DIR in the config "
-        f"or export JWINS_DATA=DIR; or put the files in one of the places listed"
+        f"run `jwins data download {name} --root DIR` (needs internet), then add --set data.root=DIR (or "
+        f"data.root = \"DIR\" under [data] in the config, or export JWINS_DATA=DIR); or put the files in one of "
+        "the places listed"
     )
 
 

@@ -125,8 +125,9 @@ FEMNIST = DatasetSpec(
     how_to_get=(
         f"FEMNIST is built with LEAF's scripts ({_LEAF_URL}): in leaf/data/femnist run "
         "`./preprocess.sh -s niid --sf 1.0 -k 0 -t sample` (or --sf 0.05 for the small version), then put "
-        "leaf/data/femnist/data/train and .../test (folders of *.json) under DIR/femnist and set "
-        "data.root: DIR in the config or JWINS_DATA=DIR; `jwins data download femnist` prints the full steps"
+        "leaf/data/femnist/data/train and .../test (folders of *.json) under DIR/femnist and "
+        "add --set data.root=DIR (data.root = \"DIR\" under [data] in a config) or JWINS_DATA=DIR; "
+        "`jwins data download femnist` prints the full steps"
     ),
     normalization=((0.0,), (1.0,)),  # LEAF's values are already in [0, 1]; kept
 )
