@@ -320,3 +320,68 @@ def test_plot_run_without_alpha_or_network_never_imports_pyplot(tmp_path):
     assert done.returncode == 0, done.stderr
     paths = [Path(p) for p in json.loads(done.stdout)]
     _check_files(paths, out, ["accuracy_rounds", "accuracy_bytes", "loss"])
+
+
+def test_labels_tell_runs_apart_by_the_shortest_difference_that_changes_numbers(tmp_path):
+    """Two full-sharing runs that differ in rounds, in import paths (where they ran) and in alphas (which full
+    sharing ignores) are told apart by rounds alone; one key is enough for choco runs that differ in gamma and
+    in the path of their plugins."""
+    a = write_run(tmp_path, "a", algorithm="full", per_round=1e3, acc={4: 0.5}, alphas=[0.1, 1.0])
+    b = write_run(tmp_path, "b", algorithm="full", per_round=1e3, acc={4: 0.6}, alphas=[0.2, 1.0])
+    for d, rounds, paths in ((a, 120, ["/home/me/project/a"]), (b, 60, ["/home/me/project/b"])):
+        cfg = json.loads((d / "config.json").read_text())
+        cfg.update(rounds=rounds, import_paths=paths)
+        (d / "config.json").write_text(json.dumps(cfg))
+    assert [r["label"] for r in compare_table([a, b])] == ["full (rounds=120)", "full (rounds=60)"]
+    c = write_run(tmp_path, "c", algorithm="choco", per_round=1e3, acc={4: 0.5}, gamma=0.2, compressor="topk")
+    d = write_run(tmp_path, "d", algorithm="choco", per_round=1e3, acc={4: 0.5}, gamma=0.8, compressor="randomk")
+    e = write_run(tmp_path, "e", algorithm="choco", per_round=1e3, acc={4: 0.5}, gamma=0.8, compressor="topk")
+    assert [r["label"] for r in compare_table([c, d, e])] == [
+        "choco (compressor=topk, gamma=0.2)", "choco (compressor=randomk, gamma=0.8)",
+        "choco (compressor=topk, gamma=0.8)"]
+    f = write_run(tmp_path, "f", algorithm="choco", per_round=1e3, acc={4: 0.5}, gamma=0.2, compressor="randomk")
+    assert [r["label"] for r in compare_table([c, f])] == ["choco (compressor=topk)", "choco (compressor=randomk)"]
+    same = write_run(tmp_path, "same", algorithm="choco", per_round=1e3, acc={4: 0.5}, gamma=0.2,
+                     compressor="topk")
+    assert [r["label"] for r in compare_table([c, same])] == ["choco (c)", "choco (same)"]
+
+
+def test_plot_of_several_runs_goes_beside_them_and_never_over_a_file(tmp_path, three_runs):
+    cli = [sys.executable, "-m", "jwins", "plot"]
+    first = subprocess.run([*cli, *map(str, three_runs[:2])], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    beside = tmp_path / "plots-full-jwins"
+    assert {Path(p).parent for p in first.stdout.split()} == {beside} and not (tmp_path / "plots").exists()
+    again = subprocess.run([*cli, *map(str, three_runs[:2])], capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (f"jwins: error: {beside / 'accuracy_rounds.png'} exists already; choose another "
+                                    f"--out, or add --overwrite to replace the figures in {beside}")
+    assert subprocess.run([*cli, *map(str, three_runs[:2]), "--overwrite"], capture_output=True, text=True,
+                          timeout=300).returncode == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "loss.png").write_bytes(b"my figure")
+    refused = subprocess.run([*cli, *map(str, three_runs), "--out", str(mine)], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and (mine / "loss.png").read_bytes() == b"my figure"
+    # a run's own plots/ is redrawn in place
+    assert subprocess.run([*cli, str(three_runs[0])], capture_output=True, text=True, timeout=300).returncode == 0
+    assert subprocess.run([*cli, str(three_runs[0])], capture_output=True, text=True, timeout=300).returncode == 0
+
+
+def test_band_legends_say_what_the_band_is_and_many_runs_draw_none(tmp_path):
+    from jwins.plots import plot_groups
+
+    groups = {name: [write_run(tmp_path / name, f"s{s}", algorithm=name, per_round=1e3 * (k + 1),
+                               acc={2: 0.4 + 0.01 * s + 0.1 * k, 4: 0.6 + 0.02 * s + 0.1 * k})
+                     for s in range(3)] for k, name in enumerate(("full", "jwins"))}
+    plot_groups(groups, tmp_path / "two")
+    assert "shaded: 95% CI over 3 seeds" in (tmp_path / "two" / "accuracy_rounds.svg").read_text()
+    many = {name: [write_run(tmp_path / "many" / name, f"s{s}", algorithm=name, per_round=1e3 * (k + 1),
+                             acc={2: 0.4 + 0.01 * s, 4: 0.6 + 0.02 * s}) for s in range(2)]
+            for k, name in enumerate(("full", "jwins", "topk", "choco", "subsample"))}
+    plot_groups(many, tmp_path / "five")
+    svg = (tmp_path / "five" / "accuracy_rounds.svg").read_text()
+    assert "bands omitted (5 runs" in svg and "shaded:" not in svg

@@ -156,14 +156,21 @@ def _print_comparison(result, *, given_target: bool) -> None:
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
 
+    own = len(args.runs) == 1 and not args.out  # a run's or a comparison's own plots/: redrawn in place
+    if len(args.runs) == 1:
+        out = Path(args.out) if args.out else Path(args.runs[0]) / "plots"
+    else:
+        out = Path(args.out) if args.out else plots.default_out(args.runs)
+    if not own and not args.overwrite:
+        plots.check_free(out)
     if len(args.runs) == 1 and (Path(args.runs[0]) / "compare.json").exists():  # a comparison directory
         from .compare import best_groups
 
-        paths = plots.plot_groups(best_groups(args.runs[0]), args.out or Path(args.runs[0]) / "plots")
+        paths = plots.plot_groups(best_groups(args.runs[0]), out)
     elif len(args.runs) == 1:
-        paths = plots.plot_run(args.runs[0], args.out)
+        paths = plots.plot_run(args.runs[0], out)
     else:
-        paths = plots.plot_runs(args.runs, args.out or "plots")
+        paths = plots.plot_runs(args.runs, out)
     for path in paths:
         print(path)
     return 0
@@ -234,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.set_defaults(func=cmd_compare)
     p_plot = sub.add_parser("plot", help="redraw the figures of one or more run directories")
     p_plot.add_argument("runs", nargs="+", help="run directories")
-    p_plot.add_argument("--out", help="directory for the figures (default: RUN_DIR/plots, or ./plots for several)")
+    p_plot.add_argument("--out", help="directory for the figures (default: RUN_DIR/plots; for several runs, "
+                                      "plots-<names> beside them)")
+    p_plot.add_argument("--overwrite", action="store_true", help="replace figures already in --out")
     p_plot.set_defaults(func=cmd_plot)
     p_data = sub.add_parser("data", help="list datasets, or download one (needs internet)")
     data_sub = p_data.add_subparsers(dest="action", required=True)

@@ -7,6 +7,7 @@ backend) is never touched; written as PNG and SVG.
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -23,6 +24,7 @@ FIGURES = ("accuracy_rounds", "accuracy_bytes", "loss", "alpha", "accuracy_time"
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+BANDS_UP_TO = 3  # shaded bands on a figure of at most this many runs
 LINESTYLES = ("-", "--", "-.", ":")
 
 
@@ -32,6 +34,28 @@ def plot_run(run_dir: Run | str | Path, out_dir: str | Path | None = None) -> li
     run = run_dir if isinstance(run_dir, Run) else read_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.dir / "plots"
     return _plot([run], out, title=run.label)
+
+
+def figure_paths(out_dir: str | Path) -> list[Path]:
+    """Every file a drawing may write into ``out_dir``."""
+    return [Path(out_dir) / f"{name}.{ext}" for name in FIGURES for ext in ("png", "svg")]
+
+
+def check_free(out_dir: str | Path) -> None:
+    """Refuse, in one line, to draw over figures already in ``out_dir`` (for figures outside a run's own
+    ``plots/``)."""
+    taken = [p for p in figure_paths(out_dir) if p.exists()]
+    if taken:
+        raise JwinsError(f"{taken[0]} exists already; choose another --out, or add --overwrite to replace the "
+                         f"figures in {out_dir}")
+
+
+def default_out(run_dirs: Sequence[str | Path]) -> Path:
+    """Where figures of several runs go by default: beside them, in ``<their folder>/plots-<a>-<b>...``."""
+    paths = [Path(d).resolve() for d in run_dirs]
+    parent = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    name = "plots-" + "-".join(p.name for p in paths)
+    return parent / (name if len(name) <= 80 else name[:72] + f"-{len(paths)}-runs")
 
 
 def plot_runs(run_dirs: Iterable[Run | str | Path], out_dir: str | Path, *, labels: Sequence[str] | None = None,
@@ -137,12 +161,20 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
         ax.grid(True, which="minor", alpha=0.12)
         return fig, ax
 
-    def save(fig, ax, name: str) -> None:
+    shade = len(runs) <= BANDS_UP_TO  # more bands than that overlap into a grey wash: the curves alone
+
+    def save(fig, ax, name: str, banded: bool = False) -> None:
         handles, labels = ax.get_legend_handles_labels()
+        if banded and len(runs) > 1:  # the legend says what the shaded bands are
+            from matplotlib.patches import Patch
+
+            text = f"shaded: {band}" if shade else f"bands omitted ({len(runs)} runs; each run's figures have them)"
+            handles.append(Patch(facecolor="0.6" if shade else "none", edgecolor="none", alpha=0.4))
+            labels.append(text)
         if len(handles) == 1 and len(runs) == 1:
             pass  # a single run is named in the title already
         elif len(handles) <= 3 and max(len(lab) for lab in labels) <= 30:
-            ax.legend(loc="best", fontsize=9, framealpha=0.85)
+            ax.legend(handles, labels, loc="best", fontsize=9, framealpha=0.85)
         else:  # a long legend goes under the axes, where it cannot hide a curve
             ncols = 2 if max(len(lab) for lab in labels) > 24 else 3
             fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=9, frameon=False)
@@ -181,7 +213,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
                     label=mean if single else r.label)
             lo = [m.get("test_accuracy_min") for m in ev]
             hi = [m.get("test_accuracy_max") for m in ev]
-            if not (shaded and all(_finite(v) for v in lo + hi) and lo != hi):
+            if not (shaded and shade and all(_finite(v) for v in lo + hi) and lo != hi):
                 continue
             lo, hi = [v * scale for v in lo], [v * scale for v in hi]
             if len(x) == 1:  # a band needs two points: one evaluation gets an error bar
@@ -202,7 +234,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(int_rounds)
     ax.set_ylabel(y_label)
-    save(fig, ax, "accuracy_rounds")
+    save(fig, ax, "accuracy_rounds", banded=True)
 
     # accuracy vs bytes
     fig, ax = new(f"Test {'accuracy' if acc else 'RMSE'} per data sent")
@@ -210,7 +242,7 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
     log_x_if_spread(ax, [r.metrics[-1].get("cumulative_bytes") for r in runs])
     ax.set_xlabel("data sent per node (MB, cumulative" + (", log scale)" if ax.get_xscale() == "log" else ")"))
     ax.set_ylabel(y_label)
-    save(fig, ax, "accuracy_bytes")
+    save(fig, ax, "accuracy_bytes", banded=True)
 
     # training loss
     fig, ax = new("Training loss per round")
@@ -277,5 +309,5 @@ def _plot(runs: list[Run], out: Path, *, title: str | None, band: str = "min–m
         ax.set_xlabel(f"modelled time, compute + network ({unit}, cumulative"
                       + (", log scale)" if ax.get_xscale() == "log" else ")"))
         ax.set_ylabel(y_label)
-        save(fig, ax, "accuracy_time")
+        save(fig, ax, "accuracy_time", banded=True)
     return written

@@ -35,15 +35,48 @@ def as_runs(runs: Iterable[Run | str | Path], labels: Sequence[str] | None = Non
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in tree.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
 
 
+def _read_by(config: dict[str, Any]) -> set[str]:
+    """The dotted keys of a saved config that change its run's numbers: not where it ran
+    (:data:`jwins.config.NO_NUMBERS`), and of the sharing, topology and model sections only the keys the chosen
+    part reads (its registration's ``keys``, its name and its ``options``)."""
+    from . import registry
+    from .config import NO_NUMBERS
+
+    keys = set()
+    for key in _flatten(config):
+        section, _, name = key.partition(".")
+        if section in NO_NUMBERS or key == "out":
+            continue
+        names = {"sharing": (registry.SHARING, "algorithm"), "topology": (registry.TOPOLOGIES, "kind"),
+                 "model": (registry.MODELS, "name")}.get(section)
+        if names is not None and name and name != names[1] and not name.startswith("options"):
+            chosen = (config.get(section) or {}).get(names[1], "")
+            canonical = names[0].canonical(str(chosen)) if chosen else None
+            if canonical is None or name not in names[0].entry(canonical).info.get("keys", ()):
+                continue  # a key the chosen part ignores (alphas for full sharing)
+        keys.add(key)
+    return keys
+
+
+def _setting(key: str, value: Any) -> str:
+    name = key.rsplit(".", 1)[-1]
+    text = str(value)
+    if isinstance(value, str) and ("/" in value or len(value) > 24):
+        text = value.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1][:24]
+    return f"{name}={text}"
+
+
 def _distinct_labels(runs: list[Run]) -> list[Run]:
-    """Runs sharing a label get the config values that tell them apart appended, e.g. ``choco (gamma=0.2)``."""
+    """Runs sharing a label get the shortest difference that tells them apart appended, e.g. ``choco
+    (gamma=0.2)``: the fewest settings that change numbers (read by their parts) whose values differ, the sharing
+    section first; runs that differ in nothing else keep their directory's name."""
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(runs):
         groups.setdefault(r.label, []).append(i)
@@ -52,16 +85,18 @@ def _distinct_labels(runs: list[Run]) -> list[Run]:
         if len(idx) < 2:
             continue
         flat = [_flatten(runs[i].config) for i in idx]
-        keys = sorted(set().union(*flat) - {"out"})
-        differ = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
-        differ.sort(key=lambda k: (not k.startswith("sharing."), k))  # sharing parameters first
+        relevant = set().union(*(_read_by(runs[i].config) for i in idx))
+        candidates = [k for k in sorted(relevant) if len({repr(f.get(k)) for f in flat}) > 1]
+        # most discriminating first, then the sharing section's keys, then by name
+        candidates.sort(key=lambda k: (-len({repr(f.get(k)) for f in flat}), not k.startswith("sharing."), k))
+        chosen: list[str] = []
+        for key in candidates:
+            if len({tuple(repr(f.get(k)) for k in chosen) for f in flat}) == len(flat):
+                break
+            chosen.append(key)
         for i, f in zip(idx, flat):
-            if differ:
-                extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in differ[:3])
-            else:
-                extra = runs[i].dir.name
-            r = runs[i]
-            out[i] = r.relabel(f"{label} ({extra})")
+            extra = ", ".join(_setting(k, f.get(k)) for k in chosen) if chosen else runs[i].dir.name
+            out[i] = runs[i].relabel(f"{label} ({extra})")
     return out
 
 
