@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from jwins import config
 
@@ -43,3 +49,66 @@ def test_the_readme_links_only_to_files_in_the_repository():
         for target in re.findall(r"\]\(([^)#]+)", doc.read_text()):
             if "://" not in target:
                 assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which does not exist"
+
+
+# ------------------------------------------------------------------------- every command as written
+
+ROOT = Path(__file__).parent.parent
+PLACEHOLDERS = {"CONFIG": "examples/digits.toml"}
+SMALL = {"run": ["--rounds", "2", "--quiet", "--no-plots"], "compare": ["--rounds", "2", "--quiet"]}
+
+
+def _commands() -> list[tuple[str, str]]:
+    """(file, command) for every `jwins ...` and `torchrun ...` line of the bash blocks of README.md and
+    docs/extending.md (the two set-up commands are what CI itself runs)."""
+    out = []
+    for name in ("README.md", "docs/extending.md"):
+        for block in re.findall(r"```bash\n(.*?)```", (ROOT / name).read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line.startswith(("jwins ", "torchrun ")):
+                    out.append((name, line))
+    return out
+
+
+@pytest.mark.parametrize("where,command", _commands(), ids=lambda v: v if "/" not in v else None)
+def test_every_command_of_the_readme_and_the_docs_runs_as_written(tmp_path, where, command):
+    """Each command, with its placeholders filled and only a short run's flags added (2 rounds, an output
+    directory), runs where a reader at the repository's root would run it. What cannot run here says why: a download (no internet),
+    Fashion-MNIST's files when absent, the several-machines template."""
+    if " download " in command:
+        pytest.skip("needs internet (tests/test_download.py serves the files locally)")
+    if "--nnodes" in command:
+        pytest.skip("several machines: a template (M, I, K, HOST are the reader's)")
+    if "fashion-mnist" in command and not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
+    words = shlex.split(command)
+    words = [PLACEHOLDERS.get(w, w) for w in words]
+    kind = next((w for w in words if w in SMALL), None)
+    if kind:
+        words += [*SMALL[kind], "--out", str(tmp_path / "out")]
+        if "--nodes" in words and "fashion-mnist" in words:
+            words += ["--set", "eval.nodes=2", "--set", "eval.max_samples=100"]
+    if words[0] == "jwins":
+        words = [sys.executable, "-m", "jwins", *words[1:]]
+    else:
+        words = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run(words, cwd=_beside_examples(tmp_path), capture_output=True, text=True, timeout=600,
+                          env={**env, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, f"{where}: {command}\n{done.stderr[-2000:]}"
+    assert "is ignored" not in done.stderr, f"{where}: {command} sets what its parts ignore: {done.stderr}"
+
+
+def _beside_examples(tmp_path: Path) -> Path:
+    """A working directory that sees the repository's examples/ as a reader at its root does (what the runs
+    write stays in the test's folder)."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    return tmp_path
+
+
+def test_every_python_block_of_the_readme_runs_as_written(tmp_path):
+    cwd = _beside_examples(tmp_path)
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
+        done = subprocess.run([sys.executable, "-c", block], cwd=cwd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"
