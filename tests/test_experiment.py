@@ -128,3 +128,25 @@ def test_a_diverged_model_is_named_from_its_values(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "model is not finite in round 1 (training diverged: " in err[0] and "lower train.lr" in err[0]
+
+
+def test_a_run_that_cannot_fit_says_so_at_start_with_the_nodes_that_fit(tmp_path):
+    """engine.memory_gb below what the nodes need: one line before any work, naming how many nodes fit; the
+    estimate counts what the sharing state of one node really holds."""
+    from jwins import world
+    from jwins.errors import JwinsError
+
+    cfg = config.load(overrides=["nodes=64", "topology.degree=3", "sharing.algorithm=jwins", "data.max_samples=500"])
+    sharing, _ = world.build_sharing(cfg)
+    dim = 6090  # small-cnn on digits' 8x8 images
+    per_node = world.bytes_per_node(cfg, dim, sharing)
+    state = sharing.init(torch.zeros(1, dim), [0])
+    assert per_node == 4 * dim + 4 * (state.reference.numel() + state.accumulated.numel()) + \
+        int(20 * sharing.message_dim(dim) * sharing.expected_fraction)
+    tight = (world.BASELINE_BYTES + 40 * per_node + 4 * (8 << 20) * 2 + 2_000_000) / 2**30
+    with pytest.raises(JwinsError, match=r"^64 nodes need about .* GB \(.* MB per node and .* GB for the data and "
+                                         r"the rest\), more than engine.memory_gb = .*: about \d+ nodes fit; use "
+                                         r"fewer nodes, or more ranks or machines"):
+        run(cfg.replace(engine=cfg.engine.__class__(memory_gb=tight)), run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    assert run(cfg.replace(rounds=1, engine=cfg.engine.__class__(memory_gb=8.0)), write=False).metrics

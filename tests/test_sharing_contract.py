@@ -176,3 +176,16 @@ def test_choco_always_compresses(alpha):
 def test_full_sends_everything_and_local_nothing(name):
     ks, dense, dim = _values_sent(name)
     assert (ks, dense) == (([dim] * 6, [True] * 6) if name == "full" else ([], []))
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_blocks_change_no_number(name, tmp_path, monkeypatch):
+    """A round done one row at a time (the smallest memory budget) gives the numbers of a round done in one
+    block: training, selection, fill-in and state updates are per node, whatever the blocks."""
+    from jwins import experiment
+
+    whole = run(_cfg(name), run_dir=tmp_path / "whole")
+    monkeypatch.setattr(experiment, "block_bytes", lambda config: 1)  # one row per block
+    blocked = run(_cfg(name), run_dir=tmp_path / "blocked")
+    assert rows(tmp_path / "blocked") == rows(tmp_path / "whole")
+    assert torch.equal(blocked.params, whole.params)

@@ -45,6 +45,10 @@ def communicate(sharing: Sharing, state: Any, params: torch.Tensor, round: int, 
     timer = timer or _no_timer
     wire_config = wire_config or WireConfig()
     nodes = list(mixing.nodes)
+    # offline nodes keep their parameters and state: algorithms update both in place, so their rows are saved
+    # first (a copy of those rows only) and put back after the merge
+    resting = np.flatnonzero(offline[nodes]) if offline is not None else np.zeros(0, dtype=np.int64)
+    kept = _rows_of(params, state, resting) if len(resting) else None
     with timer("prepare"):
         rngs = [rng.stream(seed, "sharing", node, round) for node in nodes]
         messages, new_state, prepared = sharing.prepare(state, params, round, rngs)
@@ -71,26 +75,32 @@ def communicate(sharing: Sharing, state: Any, params: torch.Tensor, round: int, 
         inbox = _decode_inbox(raw, nodes, sharing.message_dim(params.shape[1]), round, trusted=transport.trusted)
     with timer("merge"):
         merged, new_state = sharing.merge(new_state, params, inbox, mixing, prepared)
-    if offline is not None and offline[nodes].any():
-        rows = np.flatnonzero(offline[nodes])
-        merged = merged.clone() if merged is params else merged
-        merged[torch.from_numpy(rows).to(params.device)] = params[torch.from_numpy(rows).to(params.device)]
-        new_state = _restore_rows(state, new_state, rows)
+    if kept is not None:
+        merged, new_state = _put_back(merged, new_state, resting, *kept)
     return Exchanged(merged, new_state, messages, message_bytes, alphas)
 
 
-def _restore_rows(old: Any, new: Any, rows: np.ndarray) -> Any:
-    """``new`` with the given rows of every per-node tensor field put back to ``old``'s (offline nodes)."""
-    if new is None:
-        return new
-    fields = {}
-    for name, value in new._asdict().items():
-        before = getattr(old, name)
-        if isinstance(value, torch.Tensor) and isinstance(before, torch.Tensor) and value.shape == before.shape:
-            value = value.clone()
-            value[rows] = before[rows]
-            fields[name] = value
-    return new._replace(**fields)
+def _rows_of(params: torch.Tensor, state: Any, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Copies of ``rows`` of the parameters and of every per-node tensor field of ``state``."""
+    index = torch.from_numpy(rows).to(params.device)
+    fields = {} if state is None else {name: value[index.to(value.device)].clone()
+                                        for name, value in state._asdict().items()
+                                        if isinstance(value, torch.Tensor) and value.shape[:1] == params.shape[:1]}
+    return params[index].clone(), fields
+
+
+def _put_back(params: torch.Tensor, state: Any, rows: np.ndarray, saved_params: torch.Tensor,
+              saved_fields: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """``params`` and ``state`` with the saved rows written back (offline nodes)."""
+    index = torch.from_numpy(rows).to(params.device)
+    params[index] = saved_params
+    if state is None:
+        return params, state
+    for name, saved in saved_fields.items():
+        value = getattr(state, name)
+        if isinstance(value, torch.Tensor) and value.shape[1:] == saved.shape[1:]:
+            value[index.to(value.device)] = saved
+    return params, state
 
 
 def _encode_all(messages, index_codec: str, value_codec: str, round: int) -> dict[int, tuple[bytes, Any]]:

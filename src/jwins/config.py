@@ -199,6 +199,8 @@ class EngineConfig:
     device: str = "cpu"           # where the model math runs: cpu | cuda | cuda:1 ...
     threads: int = 0              # worker threads running nodes side by side, each with one torch intra-op
                                   # thread; 0 = this process's share of the cores
+    memory_gb: float = 0.0        # memory this process may use (a run that cannot fit says so at start, with
+                                  # the nodes it can fit); 0 = what the machine has available at start
 
     def __post_init__(self) -> None:
         _choice("engine.", "kind", self.kind, ENGINES)
@@ -207,6 +209,7 @@ class EngineConfig:
         _check(self.device == "cpu" or self.device.startswith("cuda"),
                f"engine.device = {self.device!r} is not valid; use cpu, cuda or cuda:N")
         _check(self.threads >= 0, f"engine.threads = {self.threads} must be >= 0")
+        _check(self.memory_gb >= 0, f"engine.memory_gb = {self.memory_gb} must be >= 0 (0 = what the machine has)")
 
 
 @dataclass(frozen=True)

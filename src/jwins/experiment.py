@@ -27,7 +27,7 @@ from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
 from .sharing.base import Mixing
 from .timer import PHASES, Timer
-from .world import World, build_world, record_objects, resampled_graph
+from .world import World, block_bytes, build_world, record_objects, resampled_graph
 
 
 
@@ -80,7 +80,8 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
     try:
         # round temporaries reuse freed blocks instead of page-faulting fresh ones; nodes side by side on
         # engine.threads workers, or this process's share of the cores
-        with parallel.freed_memory_reused(), parallel.workers(config.engine.threads):
+        with parallel.freed_memory_reused(), parallel.workers(config.engine.threads), \
+                parallel.memory(block_bytes(config)):
             return _Run(config, engine, quiet=quiet, run_dir=run_dir, write=write, resume=resume, overwrite=overwrite,
                         given=dict(sharing=sharing, model=model, dataset=dataset, graph=graph)).loop()
     finally:
@@ -328,7 +329,7 @@ class _Run:
 
     def _use(self, graph: topology.Graph) -> None:
         self.graph = graph
-        self.mixing = Mixing(topology.metropolis_hastings(graph), tuple(self.world.nodes))
+        self.mixing = Mixing(topology.metropolis_hastings(graph, sparse=True), tuple(self.world.nodes))
 
     def _graph_of(self, epoch: int) -> topology.Graph:
         return self.world.graph if epoch == 0 else resampled_graph(self.config, self.world.graph, epoch)

@@ -83,8 +83,11 @@ def init_params(factory: Callable[[], nn.Module], nodes: list[int], *, seed: int
 
     template = build(2**32)  # the shared init; per-node inits use keys 0..N-1
     flat = FlatModel(template)
-    rows = [flat.flatten(template if same_init else build(node)) for node in nodes]
-    params = torch.stack(rows).to(device=device, dtype=torch.float32).contiguous() if rows else \
-        torch.zeros(0, flat.dim, device=device)
+    params = torch.empty(len(nodes), flat.dim, dtype=torch.float32, device=device)  # written row by row: no copy
+    if same_init:
+        params[:] = flat.flatten(template).to(device=device, dtype=torch.float32)
+    else:
+        for i, node in enumerate(nodes):
+            params[i] = flat.flatten(build(node)).to(device=device, dtype=torch.float32)
     flat.module.to(device)
     return flat, params

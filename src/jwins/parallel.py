@@ -184,12 +184,31 @@ def map_nodes(fn: Callable[[FlatModel, T], R], items: Sequence[T], flat: FlatMod
     return map_items(lambda item: fn(replica(flat), item), items, workers)
 
 
-def row_chunks(n: int, workers: int | None = None, min_rows: int = 4) -> list[slice]:
+BLOCK_BYTES = 64 << 20  # default temporaries of one block of rows: a round's work is done block by block
+
+
+_block_bytes: int | None = None  # set by memory(); None: BLOCK_BYTES
+
+
+@contextlib.contextmanager
+def memory(block_bytes: int | None) -> Iterator[None]:
+    """Within this block, a block of rows may hold ``block_bytes`` of temporaries (from ``engine.memory_gb``)."""
+    global _block_bytes
+    saved, _block_bytes = _block_bytes, block_bytes
+    try:
+        yield
+    finally:
+        _block_bytes = saved
+
+
+def row_chunks(n: int, workers: int | None = None, min_rows: int = 4, row_bytes: int = 0) -> list[slice]:
     """Contiguous row ranges for splitting an [n, ...] computation over the workers (a few per worker, so a
-    slow core does not hold the others up)."""
+    slow core does not hold the others up) and into blocks whose temporaries (``row_bytes`` per row) stay
+    within the block budget: what lives only within a round never needs [n, ...] memory."""
     workers = budget() if workers is None else workers
-    if workers <= 1 or n < 2 * min_rows:
-        return [slice(0, n)]
-    count = min(n // min_rows, 4 * workers)
+    count = 1 if workers <= 1 or n < 2 * min_rows else min(n // min_rows, 4 * workers)
+    if row_bytes and n:
+        count = max(count, -(-n * row_bytes // (_block_bytes or BLOCK_BYTES)))
+    count = max(1, min(count, n))
     bounds = [round(i * n / count) for i in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

@@ -481,24 +481,36 @@ def as_graph(graph: Any, num_nodes: int) -> Graph:
 # ----------------------------------------------------------------------------------------------------- weights
 
 
-def metropolis_hastings(graph: Graph) -> np.ndarray:
-    """Metropolis-Hastings mixing matrix ``[N, N]`` (float64).
+def metropolis_hastings(graph: Graph, *, sparse: bool = False):
+    """Metropolis-Hastings mixing matrix ``[N, N]`` (float64): a dense array, or with ``sparse`` a
+    ``scipy.sparse.csr_array`` holding only the edges and the diagonal (what the loop uses: 10,000 nodes of
+    degree 4 take 0.6 MB instead of 800 MB).
 
     ``w_ij = 1 / (1 + max(d_i, d_j))`` for every edge, ``w_ii = 1 - sum_j w_ij``, 0 elsewhere. The result is
     symmetric and doubly stochastic, with a positive diagonal.
     """
+    from scipy.sparse import csr_array
+
     n = graph.num_nodes
     deg = graph.degrees
-    w = np.zeros((n, n), dtype=np.float64)
     edges = graph.edges()
-    if edges:
-        e = np.asarray(edges, dtype=np.int64)
-        u, v = e[:, 0], e[:, 1]
-        vals = 1.0 / (1.0 + np.maximum(deg[u], deg[v]))
-        w[u, v] = vals
-        w[v, u] = vals
-    w[np.arange(n), np.arange(n)] = 1.0 - w.sum(axis=1)
-    return w
+    e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    u, v = e[:, 0], e[:, 1]
+    vals = 1.0 / (1.0 + np.maximum(deg[u], deg[v])) if len(e) else np.zeros(0)
+    off = csr_array((np.concatenate([vals, vals]), (np.concatenate([u, v]), np.concatenate([v, u]))), shape=(n, n))
+    off.sum_duplicates()
+    # each diagonal entry is 1 minus its row's sum taken over the whole dense row, as numpy sums it (the same
+    # last bit whatever the storage), one row at a time
+    row = np.zeros(n)
+    diagonal = np.empty(n)
+    for i in range(n):
+        lo, hi = off.indptr[i], off.indptr[i + 1]
+        row[off.indices[lo:hi]] = off.data[lo:hi]
+        diagonal[i] = 1.0 - row.sum()
+        row[off.indices[lo:hi]] = 0.0
+    w = (off + csr_array((diagonal, (np.arange(n), np.arange(n))), shape=(n, n))).tocsr()
+    w.sort_indices()
+    return w if sparse else w.toarray()
 
 
 def spectral_gap(weights: np.ndarray) -> float:

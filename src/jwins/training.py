@@ -58,7 +58,7 @@ class Trainer:
         self.loss = loss_fn(task)
         self.seed, self.steps, self.batch_size = seed, local_steps, batch_size
         self.lr, self.momentum, self.weight_decay, self.method = lr, momentum, weight_decay, method
-        self._grads: Tensor | None = None  # [N, D] gradient buffer kept across rounds (a fresh one page-faults)
+        self._grads: Tensor | None = None  # [B, D] gradients of a block, kept across rounds (no page faults)
         if method == "vmap":
             def one(row, x, y):
                 return self.loss(self.flat(row, x), y)
@@ -69,7 +69,10 @@ class Trainer:
 
     def round(self, state: TrainState, params: Tensor, round: int, active: np.ndarray | None = None
               ) -> tuple[Tensor, np.ndarray]:
-        """Train in place; return the mean training loss per node over its steps (NaN for inactive nodes)."""
+        """Train in place; return the mean training loss per node over its steps (NaN for inactive nodes).
+
+        Nodes are trained block by block (each block all its steps, then the next): the gradients live for one
+        block, never as an [N, D] matrix. A node's numbers do not depend on the blocks or on the threads."""
         n = params.shape[0]
         active = np.ones(n, dtype=bool) if active is None else active
         losses = np.full(n, np.nan)
@@ -78,56 +81,64 @@ class Trainer:
         rows = np.flatnonzero(active)
         ids = np.stack([batch_indices(self.parts[r], seed=self.seed, node=self.nodes[r], round=round,
                                       steps=self.steps, batch_size=self.batch_size) for r in rows])
-        ids_t = torch.from_numpy(ids)
-        rows_t = torch.from_numpy(rows).to(params.device)
-        if self._grads is None or self._grads.shape != params.shape or self._grads.device != params.device \
-                or self._grads.dtype != params.dtype:
-            self._grads = torch.empty_like(params)
-        grads = self._grads[:len(rows)]  # every row is written at every step before it is read
         total = np.zeros(len(rows))
         section = parallel.single_threaded() if self.method == "loop" and params.device.type == "cpu" \
             else contextlib.nullcontext()
         with section:
-            workers = parallel.budget(params.device)
-            for step in range(self.steps):
-                if self.method == "vmap":
-                    x = self.train_x[ids_t[:, step]].to(params.device)
-                    y = self.train_y[ids_t[:, step]].to(params.device)
-                    g, value = self._vgrad(params[rows_t], x, y)
-                    grads.copy_(g)
-                    total += value.detach().cpu().numpy()
-                else:
-                    def node_step(flat: FlatModel, j: int, step: int = step) -> float:
-                        batch = ids_t[j, step]
-                        x = self.train_x[batch].to(params.device)
-                        y = self.train_y[batch].to(params.device)
-                        row = params[rows[j]].detach().requires_grad_(True)
-                        value = self.loss(flat(row, x), y)
-                        (g,) = torch.autograd.grad(value, row)
-                        grads[j] = g
-                        return float(value.detach())
-
-                    total += np.asarray(parallel.map_nodes(node_step, range(len(rows)), self.flat, workers))
-                self._update(state, params, rows_t, grads, all_rows=len(rows) == n)
+            for block in parallel.row_chunks(len(rows), 1, row_bytes=8 * params.shape[1]):
+                total[block] = self._train_block(state, params, rows[block], ids[block])
         losses[rows] = total / self.steps
         return params, losses
 
-    @torch.no_grad()
-    def _update(self, state: TrainState, params: Tensor, rows: Tensor, grads: Tensor, *, all_rows: bool):
-        if self.weight_decay:
-            grads.add_(params[rows] if not all_rows else params, alpha=self.weight_decay)
-        if state.momentum is not None:
-            if all_rows:
-                state.momentum.mul_(self.momentum).add_(grads)
-                grads = state.momentum
+    def _train_block(self, state: TrainState, params: Tensor, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """All the steps of the nodes ``rows``; the sum of each one's losses."""
+        b = len(rows)
+        if self._grads is None or self._grads.shape[0] < b or self._grads.shape[1:] != params.shape[1:] \
+                or self._grads.device != params.device or self._grads.dtype != params.dtype:
+            self._grads = torch.empty(b, *params.shape[1:], dtype=params.dtype, device=params.device)
+        grads = self._grads[:b]  # every row is written at every step before it is read
+        contiguous = b == rows[-1] - rows[0] + 1  # then the block's rows are a view of params
+        where = slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else torch.from_numpy(rows).to(params.device)
+        ids_t = torch.from_numpy(ids)
+        total = np.zeros(b)
+        workers = parallel.budget(params.device)
+        for step in range(self.steps):
+            if self.method == "vmap":
+                x = self.train_x[ids_t[:, step]].to(params.device)
+                y = self.train_y[ids_t[:, step]].to(params.device)
+                g, value = self._vgrad(params[where], x, y)
+                grads.copy_(g)
+                total += value.detach().cpu().numpy()
             else:
-                buf = state.momentum[rows].mul_(self.momentum).add_(grads)
-                state.momentum[rows] = buf
-                grads = buf
-        if all_rows:
-            params.sub_(grads, alpha=self.lr)
-        else:
-            params[rows] = params[rows].sub_(grads, alpha=self.lr)  # the same fused update as above
+                def node_step(flat: FlatModel, j: int, step: int = step) -> float:
+                    batch = ids_t[j, step]
+                    x = self.train_x[batch].to(params.device)
+                    y = self.train_y[batch].to(params.device)
+                    row = params[rows[j]].detach().requires_grad_(True)
+                    value = self.loss(flat(row, x), y)
+                    (g,) = torch.autograd.grad(value, row)
+                    grads[j] = g
+                    return float(value.detach())
+
+                total += np.asarray(parallel.map_nodes(node_step, range(b), self.flat, workers))
+            self._update(state, params, where, grads)
+        return total
+
+    @torch.no_grad()
+    def _update(self, state: TrainState, params: Tensor, where: slice | Tensor, grads: Tensor):
+        """SGD on the block's rows (``where``: a slice, updated in place as a view, or row indices)."""
+        view = isinstance(where, slice)
+        block = params[where]
+        if self.weight_decay:
+            grads.add_(block, alpha=self.weight_decay)
+        if state.momentum is not None:
+            buf = state.momentum[where].mul_(self.momentum).add_(grads)
+            if not view:
+                state.momentum[where] = buf
+            grads = buf
+        block.sub_(grads, alpha=self.lr)
+        if not view:
+            params[where] = block
 
 
 @torch.inference_mode()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import rng, topology, wire
+from . import parallel, rng, topology, wire
 from .config import Config
 from .data import Dataset, partition as partition_data
 from .data.partition import holdout
@@ -236,6 +237,7 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
                            shards_per_node=config.data.shards_per_node, dirichlet_alpha=config.data.dirichlet_alpha,
                            among=kept if len(held) else None)
     factory = model_factory(config, data, default_model, model)
+    check_memory(config, len(nodes), factory, sharing_obj, data)
     try:
         flat, params = init_params(factory, nodes, seed=config.seed, same_init=config.model.same_init, device=device)
     except ConfigError:
@@ -247,10 +249,83 @@ def build_world(config: Config, nodes: list[int], *, sharing: Any = None, model:
     held = torch.from_numpy(held)
     val_sample = held[_sample(len(held), config.eval.validation_samples or config.eval.max_samples,
                               rng.stream(config.seed, "eval-validation-samples"))]
-    world = World(config, data, [parts[i] for i in nodes], g, Mixing(topology.metropolis_hastings(g), tuple(nodes)),
+    world = World(config, data, [parts[i] for i in nodes], g, Mixing(topology.metropolis_hastings(g, sparse=True), tuple(nodes)),
                   flat, nodes, eval_nodes, test_x, test_y, sharing_obj, traits, held,
                   data.train_x[val_sample].to(device), data.train_y[val_sample].to(device))
     return world, params
+
+
+BASELINE_BYTES = 400 << 20  # the interpreter, torch and the libraries, before any data (measured: 250-300 MB)
+
+
+def available_memory() -> int:
+    """Bytes the machine can give this process now: MemAvailable (Linux), else the free pages; shared by the
+    ranks of one machine (``LOCAL_WORLD_SIZE``)."""
+    total = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    total = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if not total:
+        try:
+            total = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 0
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return total // ranks
+
+
+def memory_budget(config: Config) -> int:
+    """``engine.memory_gb`` in bytes, or what the machine has available (0 when it cannot be told)."""
+    return int(config.engine.memory_gb * 2**30) if config.engine.memory_gb else available_memory()
+
+
+def block_bytes(config: Config) -> int:
+    """The temporaries one block of rows may hold: 1% of the memory budget per worker thread, within 8 MB and
+    256 MB (a block over glibc's kept-block limit would page-fault afresh every round)."""
+    budget = memory_budget(config) or 8 << 30
+    return int(min(256 << 20, max(8 << 20, budget // 100 // max(1, parallel.budget()))))
+
+
+def bytes_per_node(config: Config, dim: int, sharing: Any) -> int:
+    """What one hosted node costs a run, beyond the data: its parameters (and momentum), the sharing state of
+    one node (measured: ``sharing.init`` on one row), and its share of a round's messages (the values it sends,
+    their bytes on the wire, and, decoded, its values and indices: about 20 bytes per coefficient sent)."""
+    row = torch.zeros(1, dim)
+    state = sharing.init(row, [0])
+    fields = {} if state is None else state._asdict()
+    state_bytes = sum(v.element_size() * v.numel() for v in fields.values() if isinstance(v, torch.Tensor))
+    sent = sharing.message_dim(dim) * float(getattr(sharing, "expected_fraction", 1.0))
+    return 4 * dim * (1 + (config.train.momentum > 0)) + state_bytes + int(20 * sent)
+
+
+def check_memory(config: Config, hosted: int, factory: Callable[[], nn.Module], sharing: Any, data: Dataset
+                 ) -> None:
+    """Refuse, at start and in one line, a run that would not fit in the memory budget, naming how many nodes
+    would. The data is held once; what a round needs beyond the nodes' own rows is bounded by blocks."""
+    budget = memory_budget(config)
+    if not budget:
+        return
+    with torch.random.fork_rng(devices=[]):
+        dim = sum(p.numel() for p in factory().parameters())
+    per_node = bytes_per_node(config, dim, sharing)
+    data_bytes = sum(t.element_size() * t.numel() for t in (data.train_x, data.train_y, data.test_x, data.test_y))
+    fixed = BASELINE_BYTES + data_bytes + 4 * block_bytes(config) * parallel.budget()
+    need = fixed + hosted * per_node
+    if need > budget:
+        fits = max(0, (budget - fixed) // per_node)
+        where = f"engine.memory_gb = {config.engine.memory_gb:g}" if config.engine.memory_gb else \
+            "the memory this machine has available"
+        raise JwinsError(f"{hosted} nodes need about {need / 2**30:.1f} GB ({per_node / 2**20:.1f} MB per node and "
+                         f"{fixed / 2**30:.1f} GB for the data and the rest), more than {where} "
+                         f"({budget / 2**30:.1f} GB): about {fits} nodes fit; use fewer nodes, or more ranks or "
+                         "machines (engine.workers, torchrun)")
 
 
 def validation_split(config: Config, data: Dataset) -> tuple[np.ndarray, np.ndarray]:

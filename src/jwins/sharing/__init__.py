@@ -10,8 +10,8 @@ from .choco import Choco, ChocoState, choco
 from .full import Full, Local, Nodes, full, local
 from .jwins import jwins
 from .subsample import Subsample, subsample
-from .topk import TopKPrepared, TopKSelector, TopKState, top_k_mask, topk
+from .topk import TopKSelector, TopKState, top_k_mask, topk
 
 __all__ = ["Choco", "ChocoState", "Full", "Inbox", "Local", "Mixing", "Nodes", "Sharing", "Subsample",
-           "TopKPrepared", "TopKSelector", "TopKState", "choco", "fill_in_average", "full", "jwins", "local",
+           "TopKSelector", "TopKState", "choco", "fill_in_average", "full", "jwins", "local",
            "subsample", "top_k_mask", "topk"]

@@ -34,11 +34,14 @@ class Sharing(Protocol):
       i's random stream for this round (a function of seed, node and round: use it, never a global generator).
     * ``merge(state, params, inbox, mixing, prepared)`` -> ``(params, state)``: ``inbox[node]`` holds the decoded
       messages that reached ``node`` (sorted by sender; some may be missing); ``mixing.received`` gives its
-      Metropolis-Hastings weights renormalised over them. Returns the new [N, D] parameters.
+      Metropolis-Hastings weights renormalised over them. Returns the new [N, D] parameters, which it may
+      write over ``params`` (the built-ins do, block by block: a round needs no second [N, D] copy); it may
+      update the state's tensors in place too (the loop saves the rows of offline nodes before ``prepare``).
 
-    Optional attributes: ``index_codec`` (a wire index codec this algorithm requires, e.g. ``"seed"``), and
+    Optional attributes: ``index_codec`` (a wire index codec this algorithm requires, e.g. ``"seed"``),
     ``reliable_links = True`` for an algorithm whose state breaks for good when a message is lost (the loop
-    then refuses ``faults.message_loss`` and ``faults.offline``).
+    then refuses ``faults.message_loss`` and ``faults.offline``), and ``expected_fraction`` (the mean share of
+    the coefficients a message carries, default 1: what the memory check at start assumes).
     """
 
     def init(self, params: Tensor, nodes: Sequence[int]) -> Any: ...
@@ -56,7 +59,7 @@ class Sharing(Protocol):
 class Mixing:
     """Metropolis-Hastings weights of the whole graph, and which nodes this process hosts (row order)."""
 
-    weights: np.ndarray  # [N_world, N_world], doubly stochastic
+    weights: Any  # [N_world, N_world], doubly stochastic: an array or a scipy.sparse CSR array
     nodes: tuple[int, ...]
 
     def received(self, node: int, senders: list[int]) -> tuple[float, np.ndarray]:
@@ -65,10 +68,20 @@ class Mixing:
         If a neighbour's message is missing (loss, offline sender), the receiver divides its remaining weights
         by their sum, so they still add up to one.
         """
-        row = self.weights[node]
-        w = row[senders] if senders else np.zeros(0)
-        total = row[node] + w.sum()
-        return float(row[node] / total), w / total
+        own, w = self._row(node, senders)
+        total = own + w.sum()
+        return float(own / total), w / total
+
+    def _row(self, node: int, senders: list[int]) -> tuple[float, np.ndarray]:
+        weights = self.weights
+        if isinstance(weights, np.ndarray):
+            return weights[node, node], weights[node][senders] if senders else np.zeros(0)
+        lo, hi = weights.indptr[node], weights.indptr[node + 1]  # a CSR row, its columns sorted
+        cols, vals = weights.indices[lo:hi], weights.data[lo:hi]
+        at = np.searchsorted(cols, [node, *senders])
+        found = (at < len(cols)) & (cols[np.minimum(at, len(cols) - 1)] == [node, *senders])
+        picked = np.where(found, vals[np.minimum(at, len(cols) - 1)], 0.0)
+        return picked[0], picked[1:]
 
 
 def weighted_inbox(inbox: Inbox, mixing: Mixing) -> list[list[tuple[float, Message]]]:
@@ -85,48 +98,60 @@ def _as_tensor(a: np.ndarray, like: Tensor) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).to(like.device)
 
 
-def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
+def fill_in_average(z: Tensor, inbox: Inbox, mixing: Mixing, out: Tensor | None = None) -> Tensor:
     """Metropolis-Hastings average where missing coefficients are filled with the receiver's own.
 
     For receiver i with (transformed) vector z_i and message j carrying values v_j at indices S_j:
     ``y_i = w_ii z_i + sum_j w_ij fill_j(z_i)`` with ``fill_j(z_i)`` = z_i with positions S_j set to v_j,
     computed as ``z_i + sum_j w_ij (v_j - z_i[S_j])`` scattered at S_j, in sender order. Dense messages are the
-    case S_j = everything, and then this is plain D-PSGD averaging. Returns a new [N, D] tensor.
+    case S_j = everything, and then this is plain D-PSGD averaging. Written into ``out`` (which may be ``z``
+    itself: every row is averaged from its own copy), else into a new [N, D] tensor.
 
-    Rows are independent: blocks of rows go to the worker threads of :mod:`jwins.parallel`.
+    Rows are independent: blocks of rows go to the worker threads of :mod:`jwins.parallel`, each block's
+    temporaries bounded by the block budget.
     """
     pairs = weighted_inbox(inbox, mixing)
-    y = torch.empty_like(z)
-    parallel.map_items(lambda rows: fill_in_rows(z, y, pairs, rows),
-                       parallel.row_chunks(z.shape[0], parallel.budget(z.device)))
+    y = torch.empty_like(z) if out is None else out
+
+    def rows(sl: slice) -> None:
+        y[sl] = fill_in(z[sl], pairs[sl])
+
+    parallel.map_items(rows, parallel.row_chunks(z.shape[0], parallel.budget(z.device),
+                                                 row_bytes=8 * z.shape[1]))
     return y
 
 
-def fill_in_rows(z: Tensor, y: Tensor, pairs: list[list[tuple[float, Message]]], rows: slice) -> None:
-    """:func:`fill_in_average` for ``rows``, written into ``y[rows]`` (``pairs``: :func:`weighted_inbox`)."""
-    y[rows] = z[rows]
-    for row in range(*rows.indices(z.shape[0])):
-        zi, yi = z[row], y[row]
-        for w, m in pairs[row]:
+def fill_in(z: Tensor, pairs: list[list[tuple[float, Message]]]) -> Tensor:
+    """:func:`fill_in_average` of a block of rows ``z`` [B, D] (``pairs``: their :func:`weighted_inbox`
+    entries); a new [B, D] tensor."""
+    y = z.clone()
+    for zi, yi, row in zip(z, y, pairs):
+        for w, m in row:
             v = _as_tensor(m.values, z)
             if m.indices is None:
                 yi.add_(v - zi, alpha=w)
             else:
                 idx = _as_tensor(m.indices, z)
                 yi.index_add_(0, idx, v - zi[idx], alpha=w)
+    return y
 
 
-def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
-    """``target_i += sum_j w_ij q_j`` for sparse or dense messages q_j (CHOCO's neighbour sum). In place."""
-    for row, pairs in enumerate(weighted_inbox(inbox, mixing)):
-        ti = target[row]
-        for w, m in pairs:
+def add_weighted(target: Tensor, pairs: list[list[tuple[float, Message]]]) -> Tensor:
+    """``target_i += sum_j w_ij q_j`` for a block of rows and their :func:`weighted_inbox` entries, sparse or
+    dense messages q_j in sender order (CHOCO's neighbour sum). In place."""
+    for ti, row in zip(target, pairs):
+        for w, m in row:
             v = _as_tensor(m.values, target)
             if m.indices is None:
                 ti.add_(v, alpha=w)
             else:
                 ti.index_add_(0, _as_tensor(m.indices, target), v, alpha=w)
     return target
+
+
+def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
+    """:func:`add_weighted` over every hosted row. In place."""
+    return add_weighted(target, weighted_inbox(inbox, mixing))
 
 
 def self_weights(inbox: Inbox, mixing: Mixing, like: Tensor) -> Tensor:

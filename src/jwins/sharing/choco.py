@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from ..wire.message import Message
-from .base import Inbox, Mixing, self_weights, to_numpy, weighted_sum
+from .. import parallel
+from .base import Inbox, Mixing, add_weighted, self_weights, to_numpy, weighted_inbox
 from .topk import count, top_k_mask
 
 
@@ -52,6 +53,10 @@ class Choco:
     def message_dim(self, dim: int) -> int:
         return dim
 
+    @property
+    def expected_fraction(self) -> float:
+        return self.alpha
+
     def init(self, params: Tensor, nodes: Sequence[int]) -> ChocoState:
         return ChocoState(tuple(nodes), torch.zeros_like(params), torch.zeros_like(params))
 
@@ -63,59 +68,88 @@ class Choco:
         return state._replace(resync=True)
 
     def prepare(self, state: ChocoState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], ChocoState, Tensor]:
-        diff = params - state.public
-        n, dim = diff.shape
+                ) -> tuple[list[Message], ChocoState, list]:
+        """Block by block: q_i = C(x_i - x_hat_i), the messages, and x_hat_i += q_i in place. ``prepared`` is q,
+        row by row as (indices or None, values): sparse, as it travels."""
+        n, dim = params.shape
         k = count(self.alpha, dim)
         dense = k == dim  # the compressor kept everything (alpha = 1): no indices need travel
-        if self.compressor == "topk" or dense:
-            mask = top_k_mask(diff.abs(), np.full(n, k))
-        else:
-            mask = torch.zeros(n, dim, dtype=torch.bool)
-            for i, g in enumerate(rngs):
-                mask[i, torch.from_numpy(g.choice(dim, size=k, replace=False))] = True
-            mask = mask.to(diff.device)
-        values = to_numpy(diff)
-        mask_np = mask.cpu().numpy()
-        messages = []
-        sent = np.zeros((n, dim), dtype=np.float32) if self.rounding is not None else None
-        for i, node in enumerate(state.nodes):
-            idx = None if dense else np.flatnonzero(mask_np[i])
-            v = values[i] if dense else values[i, idx]
-            if self.rounding is not None:  # q is what the receivers will decode
-                try:
-                    v = self.rounding(v)
-                except ValueError as exc:
-                    raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference with "
-                                     f"this value codec: {exc}") from None
-                sent[i, slice(None) if dense else idx] = v
-            messages.append(Message(node, round, dim, idx, v, alpha=self.alpha))
-        if sent is None:
-            q = torch.where(mask, diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
-        else:
-            q = torch.from_numpy(sent).to(device=diff.device, dtype=diff.dtype)
-        public = state.public + q
-        if state.resync:  # the whole public copy travels (rounded as the receivers decode it)
-            public, messages = self._dense(public, state.nodes, round)
-        return messages, state._replace(public=public), q
+        public = state.public
 
-    def _dense(self, public: Tensor, nodes: tuple[int, ...], round: int) -> tuple[Tensor, list[Message]]:
-        values = to_numpy(public)
+        def rows(sl: slice) -> tuple[list[Message], list]:
+            diff = params[sl] - public[sl]
+            b = diff.shape[0]
+            if self.compressor == "topk" or dense:
+                mask = top_k_mask(diff.abs(), np.full(b, k))
+            else:
+                mask = torch.zeros(b, dim, dtype=torch.bool)
+                for j, g in enumerate(rngs[sl]):
+                    mask[j, torch.from_numpy(g.choice(dim, size=k, replace=False))] = True
+                mask = mask.to(diff.device)
+            values = to_numpy(diff)
+            mask_np = mask.cpu().numpy()
+            messages, q = [], []
+            for j, node in enumerate(state.nodes[sl]):
+                idx = None if dense else np.flatnonzero(mask_np[j])
+                v = values[j].copy() if dense else values[j, idx]
+                if self.rounding is not None:  # q is what the receivers will decode
+                    try:
+                        v = self.rounding(v)
+                    except ValueError as exc:
+                        raise ValueError(f"node {node}, round {round}: CHOCO-SGD cannot send its difference "
+                                         f"with this value codec: {exc}") from None
+                messages.append(Message(node, round, dim, idx, v, alpha=self.alpha))
+                q.append((idx, v))
+            public[sl] += _dense_rows(q, diff)  # x_hat + q (zeros where nothing was sent)
+            if state.resync:  # the whole public copy travels (rounded as the receivers decode it)
+                messages = self._dense(public, sl, state.nodes[sl], round)
+            return messages, q
+
+        chunks = parallel.row_chunks(n, parallel.budget(params.device), row_bytes=16 * dim)
+        done = parallel.map_items(rows, chunks)
+        messages = [m for block, _ in done for m in block]
+        q = [row for _, block in done for row in block]
+        return messages, state, q
+
+    def _dense(self, public: Tensor, sl: slice, nodes: tuple[int, ...], round: int) -> list[Message]:
+        values = to_numpy(public[sl]).copy()
         if self.rounding is not None:
             values = np.stack([self.rounding(v) for v in values]) if len(values) else values
-            public = torch.from_numpy(values).to(device=public.device, dtype=public.dtype)
-        return public, [Message(node, round, values.shape[1], None, values[i], alpha=1.0)
-                        for i, node in enumerate(nodes)]
+            public[sl] = torch.from_numpy(values).to(device=public.device, dtype=public.dtype)
+        return [Message(node, round, values.shape[1], None, values[i], alpha=1.0) for i, node in enumerate(nodes)]
 
-    def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Tensor
+    def merge(self, state: ChocoState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: list
               ) -> tuple[Tensor, ChocoState]:
-        if state.resync:  # s_i = w_ii x_hat_i + sum_j w_ij x_hat_j over the new neighbours
-            s = weighted_sum(self_weights(inbox, mixing, params) * state.public, inbox, mixing)
+        """Block by block, in place: s_i (rebuilt from the neighbours' whole copies after a change of graph) and
+        x_i += gamma (s_i - x_hat_i)."""
+        pairs = weighted_inbox(inbox, mixing)
+        w_self = self_weights(inbox, mixing, params)
+        s_all, public = state.neighbour_sum, state.public
+
+        def rows(sl: slice) -> None:
+            if state.resync:  # s_i = w_ii x_hat_i + sum_j w_ij x_hat_j over the new neighbours
+                s = w_self[sl] * public[sl]
+            else:  # s_i + w_ii q_i, this round's compressed difference (zeros where not sent)
+                s = s_all[sl] + w_self[sl] * _dense_rows(prepared[sl], params[sl])
+            add_weighted(s, pairs[sl])
+            s_all[sl] = s
+            params[sl] = params[sl] + self.gamma * (s - public[sl])
+
+        parallel.map_items(rows, parallel.row_chunks(params.shape[0], parallel.budget(params.device),
+                                                     row_bytes=16 * params.shape[1]))
+        return params, ChocoState(state.nodes, public, s_all)
+
+
+def _dense_rows(q: list, like: Tensor) -> Tensor:
+    """A block's q as a dense [B, D] tensor (zeros where nothing was sent)."""
+    out = torch.zeros_like(like)
+    for row, (idx, v) in zip(out, q):
+        values = torch.from_numpy(np.ascontiguousarray(v)).to(like.device)
+        if idx is None:
+            row.copy_(values)
         else:
-            q = prepared  # this round's compressed difference (zeros where not sent)
-            s = weighted_sum(state.neighbour_sum + self_weights(inbox, mixing, params) * q, inbox, mixing)
-        new = params + self.gamma * (s - state.public)
-        return new, ChocoState(state.nodes, state.public, s)
+            row[torch.from_numpy(idx).to(like.device)] = values
+    return out
 
 
 def choco(*, alpha: float = 0.1, gamma: float = 0.5, compressor: str = "topk",

@@ -33,11 +33,13 @@ class Full:
     def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
               ) -> tuple[Tensor, Nodes]:
         del prepared
-        return fill_in_average(params, inbox, mixing), state
+        return fill_in_average(params, inbox, mixing, out=params), state
 
 
 class Local:
     """No communication at all: the baseline that shows what collaboration gains."""
+
+    expected_fraction = 0.0
 
     def message_dim(self, dim: int) -> int:
         return dim

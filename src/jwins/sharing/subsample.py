@@ -29,6 +29,10 @@ class Subsample:
     def message_dim(self, dim: int) -> int:
         return dim
 
+    @property
+    def expected_fraction(self) -> float:
+        return 1.0 if self.alpha > self.metadata_cap else self.alpha
+
     def init(self, params: Tensor, nodes: Sequence[int]) -> Nodes:
         del params
         return Nodes(tuple(nodes))
@@ -50,7 +54,7 @@ class Subsample:
     def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
               ) -> tuple[Tensor, Nodes]:
         del prepared
-        return fill_in_average(params, inbox, mixing), state
+        return fill_in_average(params, inbox, mixing, out=params), state
 
 
 def subsample(*, alpha: float = 0.1, metadata_cap: float = 0.5) -> Subsample:

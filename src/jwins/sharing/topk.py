@@ -28,7 +28,7 @@ from torch import Tensor
 from ..transforms import Transform, identity
 from ..wire.message import Message
 from .. import parallel
-from .base import Inbox, Mixing, fill_in_rows, to_numpy, weighted_inbox
+from .base import Inbox, Mixing, fill_in, to_numpy, weighted_inbox
 
 
 def top_k_mask(scores: Tensor, ks: np.ndarray, *, selection: str | None = None) -> Tensor:
@@ -90,13 +90,6 @@ class TopKState(NamedTuple):
     accumulated: Tensor      # [N, D'] A: change not yet shared
 
 
-class TopKPrepared(NamedTuple):
-    """What lives from ``prepare`` to ``merge`` of one round."""
-
-    coeffs: Tensor           # [N, D'] W x of the post-training model
-    shared: Tensor           # [N, D'] bool, what each node sent
-
-
 class TopKSelector:
     """Top-k sharing of accumulated change in a transform domain, with alpha drawn from ``alphas``."""
 
@@ -117,6 +110,11 @@ class TopKSelector:
     def message_dim(self, dim: int) -> int:
         return self.transform.dim(dim)
 
+    @property
+    def expected_fraction(self) -> float:
+        """The mean fraction of the coefficients a message carries (a draw at or above the cap: all)."""
+        return sum(1.0 if a >= self.metadata_cap else a for a in self.alphas) / len(self.alphas)
+
     def init(self, params: Tensor, nodes: Sequence[int]) -> TopKState:
         z = self.transform.forward(params)
         return TopKState(tuple(nodes), z, torch.zeros_like(z))
@@ -128,21 +126,19 @@ class TopKSelector:
         return np.array([self.alphas[g.integers(len(self.alphas))] for g in rngs])
 
     def prepare(self, state: TopKState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], TopKState, TopKPrepared]:
+                ) -> tuple[list[Message], TopKState, None]:
+        """Block by block: W x, the scores, the top-k mask, the messages; the accumulated change is zeroed where
+        a node sent, in place (the state's tensors are the only [N, D'] memory)."""
         alphas = self.draw_alphas(rngs)
         n = params.shape[0]
         dim = self.transform.dim(params.shape[1])
         dense = alphas >= self.metadata_cap
         ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)], dtype=np.int64)
-        z = torch.empty(n, dim, dtype=state.reference.dtype, device=params.device)
-        acc = torch.empty_like(z)
-        mask = torch.empty(n, dim, dtype=torch.bool, device=params.device)
+        acc = state.accumulated
 
         def rows(sl: slice) -> list[Message]:
-            # every row is independent: blocks of rows run on the worker threads, each written into its rows
-            # of z, acc and mask (block-sized temporaries also stay clear of fresh page-faulting allocations)
-            zr = self.transform.forward(params[sl], out=z[sl])
-            a = state.accumulated[sl]
+            zr = self.transform.forward(params[sl])
+            a = acc[sl]
             if self.selection == "value":
                 score = zr.abs()
             elif not self.accumulation:
@@ -153,45 +149,44 @@ class TopKSelector:
                 a = torch.sub(zr, state.reference[sl]).add_(a)  # A + (W x - W x_prev)
                 score = a.abs()
             m = top_k_mask(score, ks[sl])
-            mask[sl] = m
             torch.where(m, a.new_zeros(()), a, out=acc[sl])  # A with what is sent zeroed (masked_fill, faster)
             values = to_numpy(zr)
             mask_np = m.cpu().numpy()
             out = []
             for i, node in zip(range(*sl.indices(n)), state.nodes[sl]):
                 j = i - sl.start
-                if dense[i]:
-                    out.append(Message(node, round, dim, None, values[j], alpha=float(alphas[i])))
+                if dense[i]:  # a copy: a view would keep the whole block's coefficients alive
+                    out.append(Message(node, round, dim, None, values[j].copy(), alpha=float(alphas[i])))
                 else:
                     idx = np.flatnonzero(mask_np[j])
                     out.append(Message(node, round, dim, idx, values[j, idx], alpha=float(alphas[i])))
             return out
 
-        blocks = parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
-        messages = [m for block in blocks for m in block]
-        return messages, state._replace(accumulated=acc), TopKPrepared(z, mask)
+        chunks = parallel.row_chunks(n, parallel.budget(params.device), row_bytes=16 * dim)
+        messages = [m for block in parallel.map_items(rows, chunks) for m in block]
+        return messages, state, None
 
-    def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: TopKPrepared
+    def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
               ) -> tuple[Tensor, TopKState]:
-        z = prepared.coeffs
+        """Block by block, in place: W x again (the same numbers as in prepare; keeping them would cost an
+        [N, D'] copy), the fill-in average, its inverse into the parameters, and the new reference; the
+        accumulated change adds what averaging changed."""
+        del prepared
         pairs = weighted_inbox(inbox, mixing)
         n, d = params.shape
-        y = torch.empty_like(z)
-        new = torch.empty(n, d, dtype=params.dtype, device=params.device)
-        z_new = torch.empty_like(z)
         update = self.accumulation and self.accumulate_averaging
-        acc = torch.empty_like(state.accumulated) if update else state.accumulated
 
         def rows(sl: slice) -> None:
-            fill_in_rows(z, y, pairs, sl)
-            self.transform.inverse(y[sl], d, out=new[sl])
-            self.transform.forward(new[sl], out=z_new[sl])
-            if update:
-                # A + (W x_new - W x_prev)
-                torch.sub(z_new[sl], state.reference[sl], out=acc[sl]).add_(state.accumulated[sl])
+            y = fill_in(self.transform.forward(params[sl]), pairs[sl])
+            self.transform.inverse(y, d, out=params[sl])
+            z_new = self.transform.forward(params[sl], out=y)
+            if update:  # A + (W x_new - W x_prev)
+                state.accumulated[sl] = torch.sub(z_new, state.reference[sl]).add_(state.accumulated[sl])
+            state.reference[sl] = z_new
 
-        parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device)))
-        return new, TopKState(state.nodes, z_new, acc)
+        dim = self.transform.dim(d)
+        parallel.map_items(rows, parallel.row_chunks(n, parallel.budget(params.device), row_bytes=16 * dim))
+        return params, state
 
 
 def topk(*, alpha: float = 0.1, metadata_cap: float = 0.5, accumulation: bool = True,
