@@ -244,8 +244,8 @@ def test_importing_a_plugin_leaves_the_process_as_it_was(tmp_path, monkeypatch):
 
 
 def test_a_factory_taking_kwargs_is_offered_everything():
-    """A model factory with **kwargs gets the dataset's metadata (num_classes, input_shape, ...) as a Python
-    reader expects, beside its options."""
+    """A model factory with **kwargs that names none of the offered values gets them all (the dataset's
+    metadata) beside its options; one that names some gets just those."""
     from jwins.registry import call
 
     seen = {}
@@ -258,7 +258,7 @@ def test_a_factory_taking_kwargs_is_offered_everything():
                 offered={"num_classes": 10, "input_shape": (1, 8, 8)}) == "built"
     assert seen == {"num_classes": 10, "input_shape": (1, 8, 8), "width": 8, "depth": 2}
 
-    def named(num_classes):
-        return num_classes
+    def named(num_classes, **kwargs):
+        return num_classes, kwargs
 
-    assert call(named, key="model.name", offered={"num_classes": 3, "input_shape": (2,)}) == 3
+    assert call(named, key="model.name", offered={"num_classes": 3, "input_shape": (2,)}) == (3, {})

@@ -1143,9 +1143,10 @@ def test_decode_many_equals_decode_and_isolates_bad_messages(two_helpers, truste
 
 
 def test_fpzip_helpers_share_the_cores_among_local_ranks(monkeypatch):
+    from jwins import parallel
     from jwins.wire import fpzip_helpers
 
-    monkeypatch.setattr(fpzip_helpers, "_cores", lambda: 16)
+    monkeypatch.setattr(parallel, "cores", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert fpzip_helpers.default_size() == fpzip_helpers.MAX_HELPERS
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")

@@ -186,8 +186,9 @@ def call(factory: Callable[..., Any], *, key: str, options: Mapping[str, Any] = 
          offered: Mapping[str, Any] = {}) -> Any:
     """``factory(**what_it_takes_of_offered, **options)``. Every option must be a parameter of the factory (or
     it takes ``**kwargs``). An offered value (what the loop knows: metadata, section keys) is passed if the
-    factory names it as a parameter, and every one is passed to a factory that takes ``**kwargs``. A factory
-    that raises is a one-line ConfigError naming ``key``."""
+    factory names it as a parameter; a factory that names none of them and takes ``**kwargs`` gets them all
+    (one that names some has said what it uses: networkx's generators, whose ``**backend_kwargs`` are not
+    ours, get only ``n`` and ``seed``). A factory that raises is a one-line ConfigError naming ``key``."""
     name = getattr(factory, "__name__", type(factory).__name__)
     if not callable(factory):
         raise ConfigError(f"{key}: {name!r} is not callable; name a factory (a function or a class)")
@@ -204,7 +205,8 @@ def call(factory: Callable[..., Any], *, key: str, options: Mapping[str, Any] = 
         takes = ", ".join(params) or "no options"
         raise ConfigError(f"{key.split('.')[0]}.options.{unknown[0]}: {name} takes no option {unknown[0]!r} "
                           f"(it takes: {takes})")
-    kwargs = {k: v for k, v in offered.items() if k in params or accepts_any}
+    named = {k: v for k, v in offered.items() if k in params}
+    kwargs = dict(offered) if accepts_any and not named else named
     kwargs.update(options)
     try:
         return factory(**kwargs)

@@ -678,7 +678,12 @@ def _loopback_store(rank: int, world: int, timeout: float):
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(world + 8)
-    store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout), master_listen_fd=listener.fileno())
+    try:
+        store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout),
+                         master_listen_fd=listener.fileno())
+    except RuntimeError:  # torch before 2.5: its libuv store cannot serve a given socket, the legacy one can
+        store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout),
+                         master_listen_fd=listener.fileno(), use_libuv=False)
     _LISTENERS.append(listener)  # the store serves on this socket: keep it open as long as the process
     return store
 
