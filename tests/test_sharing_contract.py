@@ -180,12 +180,14 @@ def test_full_sends_everything_and_local_nothing(name):
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_blocks_change_no_number(name, tmp_path, monkeypatch):
-    """A round done one row at a time (the smallest memory budget) gives the numbers of a round done in one
-    block: training, selection, fill-in and state updates are per node, whatever the blocks."""
+    """A round done one row at a time with nothing kept from prepare to merge (the smallest memory budget)
+    gives the numbers of a round done in one block that keeps what it can: training, selection, fill-in and
+    state updates are per node, whatever the blocks, and what merge recomputes is what prepare had."""
     from jwins import experiment
 
     whole = run(_cfg(name), run_dir=tmp_path / "whole")
     monkeypatch.setattr(experiment, "block_bytes", lambda config: 1)  # one row per block
+    monkeypatch.setattr(experiment, "spare_bytes", lambda config: 0)  # keep nothing between the phases
     blocked = run(_cfg(name), run_dir=tmp_path / "blocked")
     assert rows(tmp_path / "blocked") == rows(tmp_path / "whole")
     assert torch.equal(blocked.params, whole.params)

@@ -27,7 +27,7 @@ from .network import lost_links, network_time, offline_nodes, stragglers
 from .training import Trainer, evaluate
 from .sharing.base import Mixing
 from .timer import PHASES, Timer
-from .world import World, block_bytes, build_world, record_objects, resampled_graph
+from .world import World, block_bytes, build_world, record_objects, resampled_graph, spare_bytes
 
 
 
@@ -81,7 +81,7 @@ def run(config: Config, *, quiet: bool = True, engine=None, run_dir: str | Path 
         # round temporaries reuse freed blocks instead of page-faulting fresh ones; nodes side by side on
         # engine.threads workers, or this process's share of the cores
         with parallel.freed_memory_reused(), parallel.workers(config.engine.threads), \
-                parallel.memory(block_bytes(config)):
+                parallel.memory(block_bytes(config), spare_bytes(config)):
             return _Run(config, engine, quiet=quiet, run_dir=run_dir, write=write, resume=resume, overwrite=overwrite,
                         given=dict(sharing=sharing, model=model, dataset=dataset, graph=graph)).loop()
     finally:

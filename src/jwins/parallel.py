@@ -188,17 +188,25 @@ BLOCK_BYTES = 64 << 20  # default temporaries of one block of rows: a round's wo
 
 
 _block_bytes: int | None = None  # set by memory(); None: BLOCK_BYTES
+_spare_bytes: int = 0  # what a round may keep beyond its blocks (set by memory())
 
 
 @contextlib.contextmanager
-def memory(block_bytes: int | None) -> Iterator[None]:
-    """Within this block, a block of rows may hold ``block_bytes`` of temporaries (from ``engine.memory_gb``)."""
-    global _block_bytes
-    saved, _block_bytes = _block_bytes, block_bytes
+def memory(block_bytes: int | None, spare_bytes: int = 0) -> Iterator[None]:
+    """Within this block, a block of rows may hold ``block_bytes`` of temporaries, and a round may keep
+    ``spare_bytes`` more from one phase to the next (both from ``engine.memory_gb``)."""
+    global _block_bytes, _spare_bytes
+    saved, _block_bytes = (_block_bytes, _spare_bytes), block_bytes
+    _spare_bytes = spare_bytes
     try:
         yield
     finally:
-        _block_bytes = saved
+        _block_bytes, _spare_bytes = saved
+
+
+def spare(nbytes: int) -> bool:
+    """Whether a round may keep ``nbytes`` from one phase to the next (to save recomputing them)."""
+    return nbytes <= _spare_bytes
 
 
 def row_chunks(n: int, workers: int | None = None, min_rows: int = 4, row_bytes: int = 0) -> list[slice]:

@@ -293,6 +293,11 @@ def block_bytes(config: Config) -> int:
     return int(min(256 << 20, max(8 << 20, budget // 100 // max(1, parallel.budget()))))
 
 
+def spare_bytes(config: Config) -> int:
+    """What a round may keep from one phase to the next beyond its blocks: a tenth of the memory budget."""
+    return (memory_budget(config) or 8 << 30) // 10
+
+
 def bytes_per_node(config: Config, dim: int, sharing: Any) -> int:
     """What one hosted node costs a run, beyond the data: its parameters (and momentum), the sharing state of
     one node (measured: ``sharing.init`` on one row), and its share of a round's messages (the values it sends,

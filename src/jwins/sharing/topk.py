@@ -126,7 +126,7 @@ class TopKSelector:
         return np.array([self.alphas[g.integers(len(self.alphas))] for g in rngs])
 
     def prepare(self, state: TopKState, params: Tensor, round: int, rngs: list[np.random.Generator]
-                ) -> tuple[list[Message], TopKState, None]:
+                ) -> tuple[list[Message], TopKState, Tensor | None]:
         """Block by block: W x, the scores, the top-k mask, the messages; the accumulated change is zeroed where
         a node sent, in place (the state's tensors are the only [N, D'] memory)."""
         alphas = self.draw_alphas(rngs)
@@ -135,9 +135,11 @@ class TopKSelector:
         dense = alphas >= self.metadata_cap
         ks = np.array([dim if d else count(a, dim) for a, d in zip(alphas, dense)], dtype=np.int64)
         acc = state.accumulated
+        # W x is needed again in merge: kept when the round may spare the bytes, else recomputed there
+        kept = torch.empty(n, dim, dtype=acc.dtype, device=acc.device) if parallel.spare(4 * n * dim) else None
 
         def rows(sl: slice) -> list[Message]:
-            zr = self.transform.forward(params[sl])
+            zr = self.transform.forward(params[sl], out=None if kept is None else kept[sl])
             a = acc[sl]
             if self.selection == "value":
                 score = zr.abs()
@@ -164,20 +166,20 @@ class TopKSelector:
 
         chunks = parallel.row_chunks(n, parallel.budget(params.device), row_bytes=16 * dim)
         messages = [m for block in parallel.map_items(rows, chunks) for m in block]
-        return messages, state, None
+        return messages, state, kept
 
-    def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
+    def merge(self, state: TopKState, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: Tensor | None
               ) -> tuple[Tensor, TopKState]:
-        """Block by block, in place: W x again (the same numbers as in prepare; keeping them would cost an
+        """Block by block, in place: W x (kept from prepare, or computed again: the same numbers without an
         [N, D'] copy), the fill-in average, its inverse into the parameters, and the new reference; the
         accumulated change adds what averaging changed."""
-        del prepared
         pairs = weighted_inbox(inbox, mixing)
         n, d = params.shape
         update = self.accumulation and self.accumulate_averaging
 
         def rows(sl: slice) -> None:
-            y = fill_in(self.transform.forward(params[sl]), pairs[sl])
+            z = self.transform.forward(params[sl]) if prepared is None else prepared[sl]
+            y = fill_in(z, pairs[sl])
             self.transform.inverse(y, d, out=params[sl])
             z_new = self.transform.forward(params[sl], out=y)
             if update:  # A + (W x_new - W x_prev)
