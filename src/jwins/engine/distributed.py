@@ -678,17 +678,14 @@ def _loopback_store(rank: int, world: int, timeout: float):
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(world + 8)
+    # the store serves on this socket for as long as the process lives: detached, it is never closed under the
+    # store's feet (older torch's store aborts the process when its listening socket goes away)
+    fd = listener.detach()
     try:
-        store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout),
-                         master_listen_fd=listener.fileno())
+        return TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout), master_listen_fd=fd)
     except RuntimeError:  # torch before 2.5: its libuv store cannot serve a given socket, the legacy one can
-        store = TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout),
-                         master_listen_fd=listener.fileno(), use_libuv=False)
-    _LISTENERS.append(listener)  # the store serves on this socket: keep it open as long as the process
-    return store
-
-
-_LISTENERS: list = []
+        return TCPStore(host, port, world, True, timeout=timedelta(seconds=timeout), master_listen_fd=fd,
+                        use_libuv=False)
 
 
 def _first_line(e: BaseException) -> str:
