@@ -112,3 +112,20 @@ def test_every_python_block_of_the_readme_runs_as_written(tmp_path):
     for block in re.findall(r"```python\n(.*?)```", README, flags=re.S):
         done = subprocess.run([sys.executable, "-c", block], cwd=cwd, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"
+
+
+def test_set_up_installs_through_the_lock_and_the_library_asks_for_a_range():
+    """The README's two commands and CI install the exact versions of constraints.txt; pyproject gives torch a
+    tested range that admits the pinned version."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    setup = [line for line in README.splitlines() if line.startswith("python3 -m venv .venv")]
+    assert len(setup) == 2 and all("pip install -c constraints.txt -e " in line for line in setup)
+    assert "pip install --quiet -c constraints.txt -e '.[test]'" in (ROOT / ".ci" / "run").read_text()
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    torch = next(Requirement(r) for r in config.tomllib.loads((ROOT / "pyproject.toml").read_text())
+                 ["project"]["dependencies"] if r.startswith("torch"))
+    assert pins["torch"] == "2.13.0" and Version(pins["torch"]) in torch.specifier
+    assert not torch.specifier.contains("2.13.0") or len(list(torch.specifier)) == 2  # a range, not a pin
