@@ -108,3 +108,8 @@ def test_crossing_lower_is_better_for_rmse_and_reads_network_time():
         m["network_seconds"] = 2.0 * m["round"]
     c = stats.crossing(ms, 1.1, key="val_accuracy", higher_is_better=False)  # 1.2 -> 0.8: a quarter of the way
     assert c.round == pytest.approx(2.5) and c.bytes == pytest.approx(25.0) and c.network_seconds == pytest.approx(5.0)
+
+
+def test_a_ratio_of_nothing_is_no_ratio():
+    r = stats.paired_ratio([0.0, 0.0], [10.0, 8.0])  # local sends no byte
+    assert r.mean is None and r.bound == ""

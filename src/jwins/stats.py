@@ -93,8 +93,8 @@ def paired_ratio(values: Sequence[float], reference: Sequence[float], *, values_
     rc = list(reference_censored) or [False] * n
     if any(a and b for a, b in zip(vc, rc)) or (any(vc) and any(rc)):
         return Interval(None, None, None, n, "?")
-    if any(v <= 0 for v in values) or any(r <= 0 for r in reference):
-        return Interval(None, None, None, n, "?")
+    if any(v <= 0 for v in values) or any(r <= 0 for r in reference):  # no ratio of nothing (local sends 0)
+        return Interval(None, None, None, n)
     d = paired_difference([math.log(v) for v in values], [math.log(r) for r in reference], confidence)
     mean = math.exp(d.mean)
     if any(vc) or any(rc):
