@@ -79,7 +79,7 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(tmp_path, wher
     if " download " in command:
         pytest.skip("needs internet (tests/test_download.py serves the files locally)")
     if "--nnodes" in command:
-        pytest.skip("several machines: a template (M, I, K, HOST are the reader's)")
+        pytest.skip("several machines: tests/test_network.py runs it on namespace hosts")
     if "fashion-mnist" in command and not Path("/usr/share/datasets/fashion-mnist").exists():
         pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
     words = shlex.split(command)
