@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class Hosts:
         return f"10.{self.net}.0.{i + 1}"
 
     def __enter__(self) -> Hosts:
+        if threading.current_thread() is threading.main_thread():  # a SIGTERM (timeout, kill) still cleans up
+            self._previous = signal.signal(signal.SIGTERM, self._terminated)
         try:
             switch = f"{self.prefix}-sw"
             _ip("netns", "add", switch)
@@ -125,5 +128,11 @@ class Hosts:
                 time.sleep(0.2)
         self.made.clear()
 
+    def _terminated(self, signum, frame):
+        raise SystemExit(128 + signum)
+
     def __exit__(self, *exc) -> None:
         self.close()
+        if getattr(self, "_previous", None) is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
