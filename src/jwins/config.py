@@ -217,9 +217,13 @@ class NetworkConfig:
     bandwidth_mbps: float = 0.0   # per-node uplink bandwidth; 0 = not modelled
     latency_ms: float = 0.0       # per-message latency
     per_link: bool = False        # bandwidth is per link (messages to neighbours in parallel), not per node
+    hosts: int = 0                # > 0: the nodes live on this many machines (contiguous blocks, as ranks hold
+                                  # them), each with one uplink of bandwidth_mbps carrying every message once per
+                                  # other machine it must reach; 0 = every node its own machine
 
     def __post_init__(self) -> None:
         _check(self.bandwidth_mbps >= 0, f"network.bandwidth_mbps = {self.bandwidth_mbps} must be >= 0")
+        _check(self.hosts >= 0, f"network.hosts = {self.hosts} must be >= 0 (0 = one machine per node)")
         _check(self.latency_ms >= 0, f"network.latency_ms = {self.latency_ms} must be >= 0")
 
 

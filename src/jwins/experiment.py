@@ -378,7 +378,7 @@ class _Run:
             record["offline"] = int(offline.sum())
         if config.network.bandwidth_mbps or config.network.latency_ms:
             record["network_seconds"] = net_total + network_time(config, gathered[:, 6], gathered[:, 7],
-                                                                 self.graph.degrees)
+                                                                 self.graph.degrees, self.graph)
         record.update(evaluated)
         if self.pending:
             record["pending_evaluation"] = True
