@@ -243,7 +243,7 @@ class _Run:
     def _round(self, r: int):
         """Train, communicate and (when due) evaluate round ``r``; the per-node rows gathered on rank 0."""
         config, w, engine = self.config, self.world, self.engine
-        round_start = time.perf_counter()
+        round_start, waited = time.perf_counter(), self.timer.totals["exchange"]
         offline = offline_nodes(config, r)
         active = ~offline[self.hosted]
         with self.timer("train"):
@@ -253,7 +253,9 @@ class _Run:
                           index_codec=w.traits.index_codec, timer=self.timer, offline=offline,
                           lost=lost_links(config, r))
         self.params, self.share_state = out.params, out.state
-        compute_seconds = time.perf_counter() - round_start
+        # what the network model adds the transfers to: this round's work, without the time spent waiting for
+        # the bytes to travel (in a distributed run that wait is the real network's, not compute)
+        compute_seconds = time.perf_counter() - round_start - (self.timer.totals["exchange"] - waited)
         last = r + 1 == config.rounds  # the final evaluation is never skipped
         evaluated = self._evaluations(r, None if last else (lambda: self.stop.requested))
         self.pending = evaluated is None  # stopped during an evaluation: it is done on resume
