@@ -12,7 +12,7 @@ SRC = Path(__file__).parent.parent / "src"
 # lowest first; a module belongs to the first layer whose prefix it has (package prefixes end with ".")
 LAYERS = [
     ("base", ("jwins.errors", "jwins.registry", "jwins.config", "jwins.rng", "jwins.flat", "jwins.parallel",
-              "jwins.timer")),
+              "jwins.timer", "jwins.rules")),
     ("wire", ("jwins.wire",)),
     ("parts", ("jwins.sharing", "jwins.engine", "jwins.training", "jwins.models", "jwins.data", "jwins.topology",
                "jwins.transforms")),
@@ -97,4 +97,5 @@ def test_the_registry_and_config_stay_light():
     """Naming and validating parts imports none of them: `import jwins` and the CLI's start-up stay fast, and a
     config can be checked without torch."""
     assert GRAPH["jwins.registry"] <= {"jwins.errors"}
-    assert GRAPH["jwins.config"] <= {"jwins.errors", "jwins.registry"}
+    assert GRAPH["jwins.config"] <= {"jwins.errors", "jwins.registry", "jwins.rules"}
+    assert GRAPH["jwins.rules"] == set()

@@ -42,7 +42,7 @@ def test_saved_json_round_trips(tmp_path):
     (["train.lrr=0.1"], r"unknown config key train.lrr; valid keys in train: local_steps, batch_size, lr"),
     (["train.lr=0"], r"train.lr = 0.0 must be > 0"),
     (["topology.degree=16"], r"topology.degree = 16 must be < nodes = 16"),
-    (["nodes=5", "topology.degree=3"], r"must be even for a regular graph"),
+    (["nodes=5", "topology.degree=3"], r"topology.degree = 3 times the number of nodes, 3 \* 5 = 15 is odd"),
     (["sharing.algorithm=foo"], r"choose one of: full, subsample, topk, choco, jwins, local"),
     (["sharing.alphas=[0.1, 2.0]"], r"sharing.alphas = \[0.1, 2.0\] must be"),
     (["sharing.alphas=0.1"], r"must be a list"),

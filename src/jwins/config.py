@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import registry, rules
 from .errors import ConfigError
 
 try:
@@ -38,6 +38,12 @@ def _choice(section: str, key: str, value: str, allowed: tuple[str, ...]) -> Non
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _rule(problem: str | None, setting: str) -> None:
+    """A rule of :mod:`jwins.rules` broken by ``setting`` ("key = value"): one ConfigError line."""
+    if problem is not None:
+        raise ConfigError(f"{setting} {problem}")
 
 
 def _name(section: Any, key: str, names: registry.Registry) -> None:
@@ -141,13 +147,12 @@ class SharingConfig:
 
     def __post_init__(self) -> None:
         _name(self, "algorithm", registry.SHARING)
-        _check(0 < self.alpha <= 1, f"sharing.alpha = {self.alpha} must be in (0, 1]")
-        _check(len(self.alphas) > 0 and all(0 < a <= 1 for a in self.alphas),
-               f"sharing.alphas = {list(self.alphas)} must be a non-empty list of fractions in (0, 1]")
+        _rule(rules.fraction(self.alpha), f"sharing.alpha = {self.alpha}")
+        _rule(rules.fractions(self.alphas), f"sharing.alphas = {list(self.alphas)}")
         _choice("sharing.", "transform", self.transform, TRANSFORMS)
         _check(self.level >= 0, f"sharing.level = {self.level} must be >= 0")
-        _check(0 < self.metadata_cap <= 1, f"sharing.metadata_cap = {self.metadata_cap} must be in (0, 1]")
-        _check(0 < self.gamma <= 1, f"sharing.gamma = {self.gamma} must be in (0, 1]")
+        _rule(rules.fraction(self.metadata_cap), f"sharing.metadata_cap = {self.metadata_cap}")
+        _rule(rules.fraction(self.gamma), f"sharing.gamma = {self.gamma}")
         _choice("sharing.", "compressor", self.compressor, COMPRESSORS)
         _choice("sharing.", "selection", self.selection, ("change", "value"))
         if self.transform == "wavelet":
@@ -283,10 +288,9 @@ class Config:
         if self.nodes > 1 and topo.kind in ("regular", "small-world"):
             _check(topo.degree < self.nodes,
                    f"topology.degree = {topo.degree} must be < nodes = {self.nodes}; lower the degree or add nodes")
-        if topo.kind == "regular":
-            _check(topo.degree * self.nodes % 2 == 0,
-                   f"topology.degree * nodes = {topo.degree} * {self.nodes} must be even for a regular graph; "
-                   "change one of them")
+        if topo.kind == "regular" and self.nodes > 1:
+            problem = rules.regular_graph(self.nodes, topo.degree)
+            _check(problem is None, f"topology.degree = {topo.degree} {problem}; change the degree or the nodes")
         if self.sharing.algorithm != "local":
             _check(self.nodes >= 2 or topo.kind == "full",
                    f"nodes = {self.nodes}: sharing needs at least 2 nodes (or use sharing.algorithm = 'local')")

@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from jwins import rules
 from jwins.errors import TopologyError
 from jwins.rng import stream
 
@@ -260,22 +261,10 @@ def regular(num_nodes: int, degree: int, *, seed: int) -> Graph:
     n = _check_nodes(num_nodes, 2, "regular graph")
     d = _check_degree(degree)
     seed = _check_seed(seed)
-    if d < 1:
-        raise TopologyError(f"regular graph degree must be >= 1, got {d}; use degree 2 or more")
-    if d >= n:
-        raise TopologyError(
-            f"regular graph degree {d} must be smaller than the number of nodes {n}; use degree <= {n - 1} "
-            f"(degree {n - 1} is the full graph)"
-        )
-    if (n * d) % 2:
-        raise TopologyError(
-            f"no {d}-regular graph on {n} nodes exists: nodes * degree = {n * d} is odd; "
-            f"use an even degree ({d - 1 if d > 1 else d + 1} or {d + 1}) or an even number of nodes"
-        )
-    if d == 1 and n > 2:
-        raise TopologyError(
-            f"a 1-regular graph on {n} nodes is a set of disjoint edges, never connected; use degree >= 2"
-        )
+    problem = rules.regular_graph(n, d)
+    if problem:
+        raise TopologyError(f"regular graph on {n} nodes: degree {d} {problem}; use another degree (<= {n - 1}; "
+                            f"{n - 1} is the full graph), or another number of nodes")
     for s in _attempt_seeds(seed):
         g = Graph.from_networkx(nx.random_regular_graph(d, n, seed=s))
         if is_connected(g):

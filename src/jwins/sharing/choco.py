@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import rules
 from ..wire.message import Message
 from .. import parallel
 from .base import Inbox, Mixing, add_weighted, self_weights, to_numpy, weighted_inbox
@@ -46,8 +47,8 @@ class Choco:
                  rounding: Callable[[np.ndarray], np.ndarray] | None = None):
         if compressor not in ("topk", "randomk"):
             raise ValueError(f"compressor = {compressor!r}; choose topk or randomk")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha = {alpha} must be a fraction in (0, 1]")
+        if rules.fraction(alpha):
+            raise ValueError(f"alpha = {alpha} {rules.fraction(alpha)}")
         self.alpha, self.gamma, self.compressor, self.rounding = float(alpha), gamma, compressor, rounding
 
     def message_dim(self, dim: int) -> int:

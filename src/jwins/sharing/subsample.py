@@ -13,6 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from ..wire import seeded_indices
+from .. import rules
 from ..wire.message import Message
 from .base import Inbox, Mixing, dense_messages, fill_in_average, to_numpy
 from .full import Nodes
@@ -22,8 +23,8 @@ class Subsample:
     index_codec = "seed"  # the seed travels instead of the indices
 
     def __init__(self, *, alpha: float = 0.1, metadata_cap: float = 0.5):
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha = {alpha} must be a fraction in (0, 1]")
+        if rules.fraction(alpha):
+            raise ValueError(f"alpha = {alpha} {rules.fraction(alpha)}")
         self.alpha, self.metadata_cap = float(alpha), float(metadata_cap)
 
     def message_dim(self, dim: int) -> int:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..transforms import Transform, identity
+from .. import rules
 from ..wire.message import Message
 from .. import parallel
 from .base import Inbox, Mixing, fill_in, to_numpy, weighted_inbox
@@ -98,8 +99,8 @@ class TopKSelector:
                  selection: str = "change"):
         if selection not in ("change", "value"):
             raise ValueError(f"selection = {selection!r}; choose change or value")
-        if not alphas or not all(0 < a <= 1 for a in alphas):
-            raise ValueError(f"alphas = {list(alphas)} must be fractions in (0, 1]")
+        if rules.fractions(alphas):
+            raise ValueError(f"alphas = {list(alphas)} {rules.fractions(alphas)}")
         self.transform = transform or identity()
         self.alphas = tuple(float(a) for a in alphas)
         self.metadata_cap = float(metadata_cap)
