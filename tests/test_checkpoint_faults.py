@@ -152,8 +152,10 @@ def test_a_sharing_state_of_none_is_checkpointed_and_resumed(tmp_path):
 def test_network_time_of_nodes_on_shared_hosts():
     """6 nodes on a ring, 2 hosts of 3 (nodes 0-2, 3-5), 10 Mbit/s uplinks, no latency. Node 2's neighbours are
     1 (same host) and 3 (the other): its 1 MB crosses once; so does node 0's (neighbours 5 and 1) and node 3's and
-    node 5's; nodes 1 and 4 talk within their host. Host 0: compute 0.1 + 0.2 + 0.3 = 0.6 s and 2 MB out:
-    0.6 + 1.6 = 2.2 s; host 1: 0.3 s and 2 MB: 1.9 s. The round: 2.2 s. Per node (no hosts): 0.3 + 1.6 = 1.9 s."""
+    node 5's; nodes 1 and 4 talk within their host. Host 0 computes 0.1 + 0.2 + 0.3 = 0.6 s, host 1 0.3 s; each
+    sends 2 MB: 1.6 s at 10 Mbit/s. In lockstep: the slowest work, then the slowest transfer: 0.6 + 1.6 = 2.2 s;
+    with host 0 sending only 1 MB (node 2 silent): still 0.6 + 1.6, host 1's link is the slower. Per node (no
+    hosts): 0.3 + 1.6 = 1.9 s."""
     from jwins import topology
 
     ring = topology.ring(6)
@@ -161,5 +163,8 @@ def test_network_time_of_nodes_on_shared_hosts():
     compute = np.array([0.1, 0.2, 0.3, 0.1, 0.1, 0.1])
     message = np.full(6, 1e6)
     assert network_time(cfg, compute, message, ring.degrees, ring) == pytest.approx(2.2)
+    quiet = message.copy()
+    quiet[2] = 0.0
+    assert network_time(cfg, compute, quiet, ring.degrees, ring) == pytest.approx(2.2)
     alone = _cfg("nodes=6", "topology.degree=2", "network.bandwidth_mbps=10")
     assert network_time(alone, compute, message, ring.degrees, ring) == pytest.approx(1.9)

@@ -44,7 +44,8 @@ def network_time(config: Config, compute: np.ndarray, message_bytes: np.ndarray,
     With ``network.hosts = H`` (and the round's ``graph``) the nodes live on H machines in contiguous blocks,
     as the ranks of a distributed run hold them: a machine computes its nodes one after the other (the sum of
     their compute), and its one uplink carries each message once to every other machine that has a neighbour
-    of the sender (what the distributed engine sends); messages between nodes of one machine cost nothing.
+    of the sender (what the distributed engine sends); messages between nodes of one machine cost nothing. The
+    machines exchange in lockstep: the round takes the slowest machine's work, then the slowest link's transfer.
     """
     net = config.network
     if net.hosts and graph is not None:
@@ -68,4 +69,7 @@ def _hosts_time(config: Config, compute: np.ndarray, message_bytes: np.ndarray, 
         volume[host_of[s]] += message_bytes[s] * len(reached)
     work = np.bincount(host_of, weights=compute, minlength=hosts)
     transfer = volume * 8 / (net.bandwidth_mbps * 1e6) if net.bandwidth_mbps else np.zeros(hosts)
-    return float((work + np.where(volume > 0, net.latency_ms / 1e3 + transfer, 0.0)).max())
+    # the machines exchange in lockstep, as the distributed engine does: the messages leave once every machine has
+    # computed (each waits for its peers' sizes first), so the slowest machine's work comes before the slowest
+    # link's transfer
+    return float(work.max() + (net.latency_ms / 1e3 + transfer.max() if (volume > 0).any() else 0.0))
