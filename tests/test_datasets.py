@@ -610,3 +610,24 @@ def test_describe(tmp_path, monkeypatch):
     assert str(tmp_path / "cifar10") in rows["cifar10"]["searched"]
     assert "jwins data download cifar10" in rows["cifar10"]["how"]
     assert "LEAF" in rows["femnist"]["how"]
+
+
+def test_images_are_held_as_bytes_and_train_as_the_float_copy_would(tmp_path):
+    """CIFAR's uint8 pixels stay uint8 in memory (a quarter of a float copy) and are normalised when read: a run
+    on them equals, bit for bit, a run on the normalised float copy."""
+    from jwins import config
+    from jwins.data import Dataset
+    from jwins.data.dataset import Images
+    from jwins.experiment import run
+
+    write_cifar10(tmp_path / "cifar10" / "cifar-10-batches-py", n=12)
+    d = load("cifar10", tmp_path)
+    assert isinstance(d.train_x, Images) and d.train_x.raw.dtype == torch.uint8
+    assert d.train_x.element_size() == 1 and d.train_x.numel() == 60 * 3072
+    copy = Dataset.from_arrays("cifar10", d.train_x[:], d.train_y, d.test_x[:], d.test_y, num_classes=10)
+    cfg = config.load(overrides=["nodes=4", "rounds=2", "topology.degree=2", "data.partition=iid", "eval.every=1",
+                                 "model.name=lenet", "sharing.algorithm=jwins"])
+    held = run(cfg, dataset=d, write=False)
+    floats = run(cfg, dataset=copy, write=False)
+    assert torch.equal(held.params, floats.params)
+    assert [m["test_accuracy"] for m in held.metrics] == [m["test_accuracy"] for m in floats.metrics]

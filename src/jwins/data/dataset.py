@@ -11,7 +11,76 @@ import torch
 
 from ..errors import DataError
 
-__all__ = ["Dataset", "DatasetSpec"]
+__all__ = ["Dataset", "DatasetSpec", "Images"]
+
+
+class Images:
+    """Images held once in their smallest faithful dtype (uint8 pixels) and normalised when read:
+    ``images[idx]`` is ``(raw[idx] / scale - mean) / std`` as float32 per channel, bit for bit what a float copy
+    of the whole set would hold (the same operations, in the same order), at a quarter of the memory.
+
+    The loop only indexes it, moves it (``to``) and asks its size; anything else a tensor can do (``mean()``,
+    ``torch.equal``) works on the whole normalised set, made on the spot.
+    """
+
+    dtype = torch.float32
+
+    def __init__(self, raw: torch.Tensor, scale: float, mean, std):
+        self.raw, self.scale = raw, float(scale)
+        self._mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).to(raw.device)
+        self._std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).to(raw.device)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        t = self.raw[index].to(torch.float32)
+        if self.scale != 1.0:
+            t.mul_(1.0 / self.scale)
+        return t.sub_(self._mean).div_(self._std)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.raw.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.raw.device
+
+    @property
+    def ndim(self) -> int:
+        return self.raw.ndim
+
+    def dim(self) -> int:
+        return self.raw.ndim
+
+    def size(self, dim: int | None = None):
+        return self.raw.size() if dim is None else self.raw.size(dim)
+
+    def to(self, device, *args, **kwargs):
+        if args or kwargs or not isinstance(device, (str, torch.device)):
+            return self[:].to(device, *args, **kwargs)
+        return Images(self.raw.to(device), self.scale, self._mean.flatten(), self._std.flatten())
+
+    def element_size(self) -> int:
+        return self.raw.element_size()
+
+    def numel(self) -> int:
+        return self.raw.numel()
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name in ("raw", "scale"):
+            raise AttributeError(name)
+        return getattr(self[:], name)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        def whole(a):
+            return a[:] if isinstance(a, Images) else a
+        return func(*[whole(a) for a in args], **{k: whole(v) for k, v in (kwargs or {}).items()})
+
+    def __repr__(self) -> str:
+        return f"Images({tuple(self.raw.shape)}, {self.raw.dtype} normalised to float32)"
 
 TASKS = ("classification", "regression")
 
