@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from jwins import config
-from jwins.compare import Arm, _select, ablation_arms, arms_for, compare, next_value, parse_sweeps
+from jwins.compare import Arm, _select, ablation_arms, arms_for, compare, next_value, parse_sweeps, resume
 from jwins.errors import ConfigError
 
 TINY = ["nodes=6", "rounds=4", "topology.degree=2", "eval.every=2", "data.max_samples=300", "train.lr=0.05"]
@@ -124,6 +124,14 @@ def test_paired_differences_and_levels_over_seeds_by_hand(tmp_path):
     assert saved["target"] == pytest.approx(0.95 * sum(f["final_validation"]["mean"] for f in full) / 3)
     md = (tmp_path / "c" / "compare.md").read_text()
     assert "Paired by seed" in md and "| jwins | full |" in md
+    # A finished comparison tabulated again with its targets read off the validation curve: nothing runs, the
+    # finals stay, the crossings come from the validation evaluations.
+    again = resume(tmp_path / "c", on="validation")
+    assert again.rows[1]["final_mean_seeds"] == row["final_mean_seeds"]
+    assert json.loads((tmp_path / "c" / "compare.json").read_text())["targets_on"] == "validation"
+    assert "(val)" in (tmp_path / "c" / "compare.md").read_text()
+    with pytest.raises(ConfigError, match="choose test or validation"):
+        resume(tmp_path / "c", on="train")
 
 
 def test_ablation_and_baselines_are_rows_with_their_own_settings(tmp_path):

@@ -121,7 +121,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.resume:
             if args.config or args.overrides or args.out:
                 raise JwinsError("--resume DIR continues the comparison in DIR with its own plan; give nothing else")
-            result = compare.resume(args.resume, quiet=args.quiet, jobs=args.jobs, reference=args.reference)
+            result = compare.resume(args.resume, quiet=args.quiet, jobs=args.jobs, reference=args.reference,
+                                    on=args.targets_on)
         else:
             cfg = _config_from(args)
             algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
@@ -131,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                      quiet=args.quiet, overwrite=args.overwrite, seeds=_seeds(args.seeds),
                                      jobs=args.jobs, targets=_targets(args.targets), reference=args.reference,
                                      baselines=baselines, ablation=args.ablation, bracket=args.bracket,
-                                     on=args.targets_on)
+                                     on=args.targets_on or "test")
     except compare.CompareInterrupted as e:
         print(f"jwins: {e}", file=sys.stderr)
         return e.exit_status
@@ -234,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--bracket", type=int, default=2, metavar="N",
                        help="extend a numeric sweep whose winner is at an edge of its grid up to N times "
                             "(default 2; 0: never)")
-    p_cmp.add_argument("--targets-on", choices=("test", "validation"), default="test",
+    p_cmp.add_argument("--targets-on", choices=("test", "validation"), default=None,
                        help="read rounds and bytes to a target off the test curve (default) or the validation "
-                            "curve (evaluated every eval.validation_every rounds)")
+                            "curve (evaluated every eval.validation_every rounds); with --resume DIR, tabulates a "
+                            "finished comparison again on that curve")
     p_cmp.add_argument("--resume", metavar="DIR", help="run what an interrupted comparison left undone")
     p_cmp.set_defaults(func=cmd_compare)
     p_plot = sub.add_parser("plot", help="redraw the figures of one or more run directories")

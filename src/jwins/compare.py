@@ -358,10 +358,11 @@ def _never_started(path: Path) -> bool:
     return (path / PLAN).is_file() and not any(p.is_file() and p != path / PLAN for p in path.rglob("*"))
 
 
-def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None, reference: str | None = None
-           ) -> Comparison:
+def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None, reference: str | None = None,
+           on: str | None = None) -> Comparison:
     """Continue the comparison in ``root``: run what is missing, keep what finished, write the table (paired to
-    ``reference`` instead of the plan's, when given: a finished comparison is tabulated again, nothing runs)."""
+    ``reference`` instead of the plan's, and with targets read off the ``on`` curve instead of the plan's, when
+    given: a finished comparison is tabulated again, nothing runs)."""
     root = Path(root)
     if not root.is_dir():
         raise JwinsError(f"{root} is not a comparison directory (it does not exist); start one with jwins compare")
@@ -372,6 +373,10 @@ def resume(root: str | Path, *, quiet: bool = True, jobs: int | None = None, ref
     if reference:
         _check_reference(reference, _arms_from(request))
         request["reference"] = reference
+    if on:
+        if on not in ("test", "validation"):
+            raise ConfigError(f"targets on {on!r}: choose test or validation")
+        request["on"] = on
     return _execute(root, request, quiet=quiet, jobs=jobs)
 
 

@@ -315,7 +315,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         cols += [(f"rounds to {at}{on}", lambda r: _pm(r, "rounds_to_target", _rounds)),
                  (f"MB to {at}{on}", lambda r: _pm(r, "bytes_to_target", _mb))]
         if any("network_seconds_to_target" in row for row in rows):
-            cols.append((f"net s to {at}", lambda r: _pm(r, "network_seconds_to_target", _secs)))
+            cols.append((f"net s to {at}{on}", lambda r: _pm(r, "network_seconds_to_target", _secs)))
     metric = rows[0].get("metric", "accuracy")
     for t in _target_keys(rows):
         cols.append((f"MB to {_at(t, metric)}{on}", lambda r, t=t: _pm(r, f"bytes_to_{t}", _mb)))
