@@ -3,12 +3,14 @@ hand-made runs."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from jwins import report
 from jwins.errors import JwinsError
 from jwins.plots import plot_run, plot_runs
 from jwins.report import Run, compare_table, format_table, markdown_table, read_run, target_reached
@@ -18,10 +20,11 @@ ALL_FIGURES = ["accuracy_rounds", "accuracy_bytes", "loss", "alpha", "accuracy_t
 
 def write_run(root: Path, name: str, *, algorithm: str, per_round: float, acc: dict[int, float],
               rounds: int = 4, alpha: list[float] | None = None, network: bool = False, metric: str = "accuracy",
-              dataset: str = "digits", nodes: int = 4, summary: bool = True, **sharing) -> Path:
+              dataset: str = "digits", nodes: int = 4, summary: bool = True, net_per_round: float = 1.0,
+              **sharing) -> Path:
     """A run directory as `jwins run` writes it: ``per_round`` bytes per node each round (a quarter of
     them index bytes, 100 header bytes), ``acc`` the mean test metric at the evaluated rounds (min/max
-    0.05 either side), ``network_seconds`` = 1 s per round when ``network``."""
+    0.05 either side), ``network_seconds`` = ``net_per_round`` s per round when ``network``."""
     d = root / name
     d.mkdir(parents=True)
     config = {"seed": 1, "nodes": nodes, "rounds": rounds, "out": str(d), "data": {"name": dataset},
@@ -37,7 +40,7 @@ def write_run(root: Path, name: str, *, algorithm: str, per_round: float, acc: d
         if alpha is not None:
             rec["alpha"] = alpha[r - 1]
         if network:
-            rec["network_seconds"] = float(r)
+            rec["network_seconds"] = net_per_round * r
         if r in acc:
             rec.update(test_accuracy=acc[r], test_accuracy_min=acc[r] - 0.05, test_accuracy_max=acc[r] + 0.05,
                        test_loss=1.0 / r, test_metric_name=metric)
@@ -190,6 +193,25 @@ def test_compare_table_numbers(three_runs):
     assert (topk["rounds_to_target"], topk["bytes_to_target"], topk["bytes_to_target_bound"]) == (4, 4e5, ">")
     assert topk["bytes_to_target_reached"] == 0
     assert all(r["network_seconds"] == 4.0 for r in rows)
+
+
+def test_seed_table_pairs_the_modelled_time_to_a_target_seed_by_seed(tmp_path):
+    """Two seeds: full crosses 70% at round 3 1/3 (1 s a round), JWINS at round 2 2/3 (0.5 s, then 0.25 s a
+    round): per-seed time ratios 0.4 and 0.2, paired as their geometric mean with the log-scale interval."""
+    full = [write_run(tmp_path, f"full-{s}", algorithm="full", per_round=1e6, acc={2: 0.5, 4: 0.8}, network=True)
+            for s in (0, 1)]
+    jw = [write_run(tmp_path, f"jwins-{s}", algorithm="jwins", per_round=2.5e5, acc={2: 0.6, 4: 0.9}, network=True,
+                    net_per_round=net) for s, net in ((0, 0.5), (1, 0.25))]
+    rows = report.seed_table({"full": [report.read_run(d) for d in full],
+                              "jwins": [report.read_run(d) for d in jw]}, target=0.7, reference="full")
+    assert rows[0]["network_seconds_to_target_seeds"] == pytest.approx([10 / 3, 10 / 3])
+    assert rows[1]["network_seconds_to_target_seeds"] == pytest.approx([4 / 3, 2 / 3])
+    ratio = rows[1]["ratio_network_seconds_to_target"]
+    half = 12.706205 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1) x sd of the log ratios / sqrt(n)
+    assert ratio["mean"] == pytest.approx(math.sqrt(0.4 * 0.2))
+    assert ratio["low"] == pytest.approx(math.sqrt(0.08) * math.exp(-half), rel=1e-5)
+    assert ratio["high"] == pytest.approx(math.sqrt(0.08) * math.exp(half), rel=1e-5)
+    assert "net s to target ratio" in report.markdown_table(rows)
 
 
 def test_compare_table_without_reference_or_target(three_runs):

@@ -351,6 +351,9 @@ def _paired_columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         cols.append(("MB to target ratio", lambda r: _interval(r.get("ratio_bytes_to_target"), ratio)))
     for t in _target_keys(rows):
         cols.append((f"MB to {_at(t, metric)} ratio", lambda r, t=t: _interval(r.get(f"ratio_bytes_to_{t}"), ratio)))
+    if any("ratio_network_seconds_to_target" in row for row in rows):
+        cols.append(("net s to target ratio",
+                     lambda r: _interval(r.get("ratio_network_seconds_to_target"), ratio)))
     return cols
 
 
@@ -506,7 +509,8 @@ def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float |
     Paired to the reference group (``reference_label``; none for the reference itself): ``diff_final`` (the
     mean of per-seed differences of the final metric, with its paired t interval: ``mean``, ``low``, ``high``),
     ``ratio_bytes`` and ``ratio_bytes_to_<t>`` (the geometric mean of per-seed ratios of bytes, and of bytes to
-    each target, with the interval on the log scale, or a bound when seeds are censored)."""
+    each target, with the interval on the log scale, or a bound when seeds are censored), and with a network
+    model ``ratio_network_seconds_to_<t>`` (the same for the modelled time to each target)."""
     labels = list(groups)
     runs = {label: as_runs(groups[label]) for label in labels}
     counts = {len(r) for r in runs.values()}
@@ -570,8 +574,10 @@ def seed_table(groups: dict[str, Sequence[Run | str | Path]], *, target: float |
             if all(_finite(v) for v in sent + ref_sent):
                 row["ratio_bytes"] = _as_dict(stats.paired_ratio(sent, ref_sent))
             for name in names:
-                key = f"bytes_to_{name}"
-                if all(_finite(s.get(key)) for s in seeds + ref_seeds):
+                for kind in ("bytes", "network_seconds"):
+                    key = f"{kind}_to_{name}"
+                    if not all(_finite(s.get(key)) for s in seeds + ref_seeds):
+                        continue
                     row[f"ratio_{key}"] = _as_dict(stats.paired_ratio(
                         [s[key] for s in seeds], [s[key] for s in ref_seeds],
                         values_censored=[s[f"bound_to_{name}"] == stats.CENSORED for s in seeds],
