@@ -177,7 +177,7 @@ def test_the_python_api_starts_the_ranks_too(tmp_path, local_reference, monkeypa
     assert not (tmp_path / "obj").exists()
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(jwins.ConfigError, match="started by torchrun\) but engine.kind = 'local'"):
+    with pytest.raises(jwins.ConfigError, match=r"started by torchrun\) but engine.kind = 'local'"):
         jwins.run(jwins.load_config(overrides=QUICK), write=False)
 
 

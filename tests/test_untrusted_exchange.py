@@ -1,8 +1,11 @@
-"""The sizes a peer declares in phase 1 of an exchange are bounded before anything is allocated for them.
+"""What a peer sends in an exchange is checked before anything is used: the sizes it declares are bounded
+before anything is allocated for them, and every frame must end where it should (its trailer), for its round.
 
-Two gloo ranks in subprocesses: rank 1 sends forged sizes through the engine's own tags (what a broken or
-hostile peer could send), rank 0 runs ``exchange`` and must answer with a PeerError naming rank 1 and the
-round, telling rank 1 too (the abort notice on the control channel).
+Two gloo ranks in subprocesses: rank 1 sends forged frames through the engine's own tags (what a broken or
+hostile peer could send: forged sizes, truncated or too long frames, frames of another round, frames without
+the trailer), rank 0 runs ``exchange`` and must answer with a PeerError naming rank 1 and the round, telling
+rank 1 too (the abort notice on the control channel), and never abort in gloo. A frame longer than the
+engine's SLACK still aborts gloo (no point-to-point protocol over gloo can refuse it): not a case here.
 """
 from __future__ import annotations
 
@@ -20,35 +23,51 @@ from jwins.launch import free_port
 RANK = r"""
 import json, os, sys
 import torch
-from jwins.engine.distributed import DistributedEngine
+from jwins.engine.distributed import DistributedEngine, _buffer, _frame, _trailer
 from jwins.errors import PeerError
 from jwins.topology import full
+
+
+def framed(data, round1, how):
+    # data (a uint8 tensor) as a frame: with its trailer, "bare" (none), "short" (its last byte cut),
+    # "long" (three bytes too many before the trailer) or "stale" (the trailer of another round)
+    if how == "bare":
+        return data
+    if how == "short":
+        return _frame(data[:-1], round1)
+    if how == "long":
+        return _frame(torch.cat([data, torch.tensor([7, 7, 7], dtype=torch.uint8)]), round1)
+    return _frame(data, round1 + 6 if how == "stale" else round1)
+
 
 results = []
 for case in json.loads(sys.argv[1]):
     forged = case["sizes"]
-    nodes = 2 * len(forged)
+    count = case.get("count", len(forged))      # nodes per rank
+    nodes = 2 * count
     limits = {k: case[k] for k in ("max_message_bytes", "max_peer_bytes") if k in case}
     engine = DistributedEngine(nodes, timeout=20, **limits)
     graph = full(nodes)
     out = {}
     if engine.rank == 1:
         dist = engine._dist
-        mine = torch.tensor([0] + forged, dtype=torch.int64)
-        theirs = torch.zeros(1 + len(forged), dtype=torch.int64)
+        sizes = torch.tensor([case.get("round", 0)] + forged, dtype=torch.int64).view(torch.uint8)
+        mine = framed(sizes, 1, case.get("sizes_frame", "ok"))
+        theirs = _buffer(8 * (1 + count))
         works = dist.batch_isend_irecv([dist.P2POp(dist.isend, mine, 0, engine._group, engine._tag["sizes"]),
                                         dist.P2POp(dist.irecv, theirs, 0, engine._group, engine._tag["sizes"])])
         for w in works:
             w.wait()
         if case.get("payload"):
-            blob = torch.frombuffer(bytearray(case["payload"].encode()), dtype=torch.uint8)
-            got = torch.empty(int(theirs[1:].clamp(min=0).sum()), dtype=torch.uint8)
+            data = torch.frombuffer(bytearray(case["payload"].encode()), dtype=torch.uint8)
+            blob = framed(data, 1, case.get("payload_frame", "ok"))
+            got = _buffer(5 * count)
             works = dist.batch_isend_irecv([dist.P2POp(dist.isend, blob, 0, engine._group, engine._tag["payload"]),
                                             dist.P2POp(dist.irecv, got, 0, engine._group, engine._tag["payload"])])
             for w in works:
                 w.wait()
-            out["received"] = bytes(got.numpy()).decode()
-        else:
+            out["received"] = bytes(got[:5 * count].numpy()).decode()
+        if case.get("fails", True):
             note = engine._ctrl_message(0, 15.0)
             out["notice"] = None if note is None else [int(x) for x in note]
     else:
@@ -105,14 +124,33 @@ CASES = {
 }
 
 
-HONEST = {"sizes": [5], "payload": "world", "max_message_bytes": 5, "max_peer_bytes": 5}
+HONEST = {"sizes": [5], "payload": "world", "max_message_bytes": 5, "max_peer_bytes": 5, "fails": False}
+
+# frames that do not end where they should: (case, what rank 0's error says in its parentheses)
+FRAMES = {
+    "sizes-without-trailer": ({"sizes": [5], "sizes_frame": "bare"},
+                              "no end marker after the 16 bytes expected (another protocol, or more than 4096 "
+                              "bytes too long)"),
+    "sizes-missing-a-count": ({"sizes": [5], "count": 2}, "16 bytes where 24 were expected: truncated, or counts "
+                                                          "that disagree with its data"),
+    "sizes-with-a-count-too-many": ({"sizes": [5, 5, 5], "count": 2}, "32 bytes where 24 were expected: longer "
+                                                                       "than it announced"),
+    "payload-truncated": ({"sizes": [5], "payload": "world", "payload_frame": "short"},
+                          "4 bytes where 5 were expected: truncated, or counts that disagree with its data"),
+    "payload-longer-than-declared": ({"sizes": [5], "payload": "world", "payload_frame": "long"},
+                                     "8 bytes where 5 were expected: longer than it announced"),
+    "payload-of-another-round": ({"sizes": [5], "payload": "world", "payload_frame": "stale"},
+                                 "a frame of round 7 where round 1 was expected (left over, or replayed)"),
+}
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
     """Every case, run once on one pair of ranks: name -> (rank 0's result, rank 1's)."""
-    names = sorted(CASES)
-    rank0, rank1 = _run_pair(tmp_path_factory.mktemp("ranks"), [CASES[n][0] for n in names] + [HONEST])
+    names = sorted(CASES) + sorted(FRAMES) + ["wrong-round"]
+    cases = [CASES[n][0] for n in sorted(CASES)] + [FRAMES[n][0] for n in sorted(FRAMES)] + \
+        [{"sizes": [5], "round": 3, "fails": False}, HONEST]
+    rank0, rank1 = _run_pair(tmp_path_factory.mktemp("ranks"), cases)
     return dict(zip(names + ["honest"], zip(rank0, rank1)))
 
 
@@ -129,7 +167,27 @@ def test_forged_sizes_are_a_peer_error_naming_the_rank_and_round(outcomes, name)
     assert rank1["notice"] == [2, 1, 1, 4], rank1
 
 
+@pytest.mark.parametrize("name", sorted(FRAMES))
+def test_a_frame_that_does_not_end_where_it_should_is_a_peer_error_never_an_abort(outcomes, name):
+    case, detail = FRAMES[name]
+    rank0, rank1 = outcomes[name]
+    error = rank0.get("error")
+    assert error is not None, rank0
+    who = "rank 1 (node 1)" if case.get("count", 1) == 1 else "rank 1 (nodes 2-3)"
+    what = "exchanging messages" if "payload" in case else "exchanging message sizes"
+    assert error == (f"{who} sent a malformed frame in round 1 while {what} ({detail}) [seen by rank 0]; nothing "
+                     "from it was used, and the other ranks stop too"), error
+    # rank 1 was told: ABORT (2), culprit 1, round 1, reason "malformed frame" (5)
+    assert rank1["notice"] == [2, 1, 1, 5], rank1
+
+
+def test_a_peer_in_another_round_is_named_as_out_of_step(outcomes):
+    rank0, _ = outcomes["wrong-round"]
+    assert rank0["error"].startswith("rank 1 sent its messages of round 4 while rank 0 is in round 1: the ranks "
+                                     "are out of step"), rank0
+
+
 def test_honest_sizes_within_the_set_bounds_still_travel(outcomes):
-    """The last case, after five failed exchanges on the same process group: an honest one goes through."""
+    """The last case, after a dozen failed exchanges on the same process group: an honest one goes through."""
     rank0, rank1 = outcomes["honest"]
     assert rank0["inbox"] == {"0": [[1, "world"]]} and rank1["received"] == "hello"

@@ -8,6 +8,15 @@ The N nodes are split into contiguous blocks over the K ranks (block sizes diffe
 
 Wire protocol (point-to-point only, never a pickled object)
 -----------------------------------------------------------
+Every frame a rank sends to another is its bytes followed by a 16-byte trailer (``jwinsEND`` and the round,
+int64), and every receive is posted with :data:`SLACK` bytes of zeros beyond the trailer. gloo accepts a
+frame shorter than the buffer posted for it without a word, and aborts the whole process (in C++, every rank
+with it) when one is longer; so the receiver checks that the trailer sits exactly where the frame should end,
+for the round it expects, with nothing after it: a truncated frame, one longer by up to SLACK bytes, one left
+over from another round or one with the wrong counts is a :class:`~jwins.errors.PeerError` naming the rank
+that sent it (and the other ranks are told). A frame longer than that still aborts gloo: no protocol over
+gloo's point-to-point calls can refuse it, only a transport of our own could.
+
 * ``exchange`` (once per round): for every pair of ranks that share an edge this round, each side sends one
   int64 tensor ``[round, len(message of sender 1), len(message of sender 2), ...]`` (``-1``: that sender sent
   nothing) listing, in node order, its hosted senders that have a neighbour on the other rank; then one uint8
@@ -61,7 +70,11 @@ if TYPE_CHECKING:  # importing topology (and so torch) is left to the ranks: the
 
 # control-channel kinds and reasons
 _DONE, _ABORT = 1, 2
-_CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED, _MALFORMED = 0, 1, 2, 3, 4
+_CLOSED, _TIMEOUT, _ERROR, _INTERRUPTED, _MALFORMED, _BAD_FRAME = 0, 1, 2, 3, 4, 5
+# the end of every frame (followed by the round, int64) and the room left after it in every receive buffer
+_END = b"jwinsEND"
+TRAILER = 16
+SLACK = 4096
 # the default bounds on what a peer may declare in phase 1 of an exchange (see DistributedEngine)
 MAX_MESSAGE_BYTES = 1 << 30
 MAX_PEER_BYTES = 1 << 30
@@ -223,7 +236,7 @@ class DistributedEngine:
         self._ctrl: dict[int, dict[str, Any]] = {}
         try:
             for peer in self._peers():
-                buf = torch.zeros(4, dtype=torch.int64)
+                buf = _buffer(4 * 8)
                 work = dist.irecv(buf, src=peer, group=self._group, tag=self._tag["ctrl"])
                 self._ctrl[peer] = {"buf": buf, "work": work, "waiter": None}
             self._hello(config)
@@ -291,15 +304,23 @@ class DistributedEngine:
             return None
         waiter = self._ctrl_waiter(peer)
         if waiter.wait(wait_s) and waiter.error is None:
-            return self._ctrl[peer]["buf"].numpy().copy()
+            return self._ctrl_note(peer)
         return None
+
+    def _ctrl_note(self, peer: int) -> np.ndarray:
+        """The ``[kind, rank, round, reason]`` that ``peer`` sent on the control channel; a malformed one is
+        read as an abort naming ``peer`` itself."""
+        buf = self._ctrl[peer]["buf"]
+        if _fault(buf, 4 * 8, 0) is not None:
+            return np.array([_ABORT, peer, self._round1, _BAD_FRAME], dtype=np.int64)
+        return buf[:32].numpy().view(np.int64).copy()
 
     def _send_ctrl(self, kind: int, culprit: int, round1: int, reason: int, skip: set[int]) -> None:
         """Best effort: tell every other rank (except ``skip``) ``kind``; never raises."""
         import torch
 
         dist = self._dist
-        msg = torch.tensor([kind, culprit, round1, reason], dtype=torch.int64)
+        msg = _frame(torch.tensor([kind, culprit, round1, reason], dtype=torch.int64), 0)
         works = []
         for q in self._peers():
             if q in skip:
@@ -358,6 +379,7 @@ class DistributedEngine:
             _ERROR: f"{who} failed with an error {when} (its own message says why)",
             _INTERRUPTED: f"{who} was interrupted {when}",
             _MALFORMED: f"{who} sent malformed message sizes {when}",
+            _BAD_FRAME: f"{who} sent a malformed frame {when}",
         }.get(reason, f"{who} failed {when}")
         seen = f"rank {reporter} reported it to rank {self.rank}" if reporter is not None else \
             f"seen by rank {self.rank} while {what}"
@@ -374,21 +396,23 @@ class DistributedEngine:
         digest = _fingerprint(self.num_nodes, config)
         what = "checking at start-up that all ranks run the same configuration"
         if self.rank == 0:
-            bufs = {p: torch.zeros(32, dtype=torch.uint8) for p in self._peers()}
+            bufs = {p: _buffer(32) for p in self._peers()}
             works = self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["hello"])]
                                 for p, b in bufs.items()}, what)
             self._wait(works, what)
-            bad = [p for p, b in bufs.items() if bytes(b.numpy()) != digest]
-            reply = torch.tensor([len(bad), bad[0] if bad else -1, round(self.started * 1e6)], dtype=torch.int64)
+            bad = [p for p, b in bufs.items() if bytes(self._unframe(p, b, 32, what).numpy()) != digest]
+            reply = _frame(torch.tensor([len(bad), bad[0] if bad else -1, round(self.started * 1e6)],
+                                        dtype=torch.int64), 0)
             works = self._post({p: [dist.P2POp(dist.isend, reply, p, self._group, self._tag["hello"])]
                                 for p in self._peers()}, what)
             self._wait(works, what)
         else:
-            mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
-            reply = torch.zeros(3, dtype=torch.int64)
+            mine = _frame(torch.frombuffer(bytearray(digest), dtype=torch.uint8), 0)
+            buf = _buffer(3 * 8)
             works = self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["hello"]),
-                                    dist.P2POp(dist.irecv, reply, 0, self._group, self._tag["hello"])]}, what)
+                                    dist.P2POp(dist.irecv, buf, 0, self._group, self._tag["hello"])]}, what)
             self._wait(works, what)
+            reply = self._unframe(0, buf, 3 * 8, what).view(torch.int64)
             bad = [int(reply[1])] if int(reply[0]) else []
             self.started = int(reply[2]) / 1e6
         if bad:
@@ -439,6 +463,18 @@ class DistributedEngine:
                             f"{self._round_text(self._round1)} ({bad}) [seen by rank {self.rank}]; nothing was "
                             "received from it, and the other ranks stop too")
 
+    def _unframe(self, peer: int, buf: Any, nbytes: int, what: str, round1: int | None = None) -> Any:
+        """The ``nbytes`` of the frame ``peer`` sent into ``buf`` (and, with ``round1``, for that round); a
+        frame that does not end where it should is a PeerError naming ``peer`` (the other ranks are told)."""
+        fault = _fault(buf, nbytes, round1)
+        if fault is not None:
+            self._failed = True
+            self._abort(peer, self._round1, _BAD_FRAME, skip=set())
+            raise PeerError(f"{self._describe_rank(peer)} sent a malformed frame {self._round_text(self._round1)} "
+                            f"while {what} ({fault}) [seen by rank {self.rank}]; nothing from it was used, and the "
+                            "other ranks stop too")
+        return buf[:nbytes]
+
     # ------------------------------------------------------------------------------------- interface
     def exchange(self, outgoing: dict[int, bytes], graph: Graph, round: int
                  ) -> dict[int, list[tuple[int, bytes]]]:
@@ -455,17 +491,19 @@ class DistributedEngine:
         plan = self._plan_for(graph)
 
         # phase 1: sizes
-        sizes_out = {p: torch.tensor([round] + [len(outgoing[s]) if s in outgoing else -1 for s in senders],
-                                     dtype=torch.int64) for p, senders in plan.send.items()}
-        sizes_in = {p: torch.zeros(1 + len(senders), dtype=torch.int64) for p, senders in plan.recv.items()}
+        sizes_out = {p: _frame(torch.tensor([round] + [len(outgoing[s]) if s in outgoing else -1 for s in senders],
+                                            dtype=torch.int64), self._round1) for p, senders in plan.send.items()}
+        sizes_buf = {p: _buffer(8 * (1 + len(senders))) for p, senders in plan.recv.items()}
         what = "exchanging message sizes"
         ops: dict[int, list] = {}
         for p, t in sizes_out.items():
             ops.setdefault(p, []).append(dist.P2POp(dist.isend, t, p, self._group, self._tag["sizes"]))
-        for p, t in sizes_in.items():
+        for p, t in sizes_buf.items():
             ops.setdefault(p, []).append(dist.P2POp(dist.irecv, t, p, self._group, self._tag["sizes"]))
         self._wait(self._post(ops, what), what)
-        for p, t in sizes_in.items():
+        sizes_in = {}
+        for p, t in sizes_buf.items():
+            sizes_in[p] = t = self._unframe(p, t, 8 * (1 + len(plan.recv[p])), what).view(torch.int64)
             if int(t[0]) != round:
                 self._failed = True
                 raise PeerError(f"rank {p} sent its messages of round {int(t[0]) + 1} while rank {self.rank} is in "
@@ -479,14 +517,14 @@ class DistributedEngine:
         for p, senders in plan.send.items():
             blob = b"".join(outgoing[s] for s in senders if s in outgoing)
             if blob:
-                t = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+                t = torch.frombuffer(bytearray(blob + _trailer(self._round1)), dtype=torch.uint8)
                 keep.append(t)
                 ops.setdefault(p, []).append(dist.P2POp(dist.isend, t, p, self._group, self._tag["payload"]))
         bufs = {}
         for p, t in sizes_in.items():
             total = int(t[1:].clamp(min=0).sum())
             if total:
-                bufs[p] = torch.empty(total, dtype=torch.uint8)
+                bufs[p] = _buffer(total)
                 ops.setdefault(p, []).append(dist.P2POp(dist.irecv, bufs[p], p, self._group,
                                                         self._tag["payload"]))
         # A peer that is late here finished phase 1 with us, so it is waiting on a third rank: give the rank
@@ -497,7 +535,10 @@ class DistributedEngine:
 
         received: dict[int, bytes] = {}
         for p, senders in plan.recv.items():
-            data = bytes(bufs[p].numpy()) if p in bufs else b""
+            data = b""
+            if p in bufs:
+                total = int(sizes_in[p][1:].clamp(min=0).sum())
+                data = bytes(self._unframe(p, bufs[p], total, what, self._round1).numpy())
             offset = 0
             for s, n in zip(senders, sizes_in[p][1:].tolist()):
                 if n >= 0:
@@ -525,7 +566,7 @@ class DistributedEngine:
             return values
         what = "gathering results on rank 0"
         if self.rank != 0:
-            t = torch.from_numpy(values.copy())
+            t = _frame(torch.from_numpy(values.copy()), self._round1)
             try:
                 work = dist.isend(t, dst=0, group=self._group, tag=self._tag["gather"])
             except Exception as e:
@@ -533,12 +574,15 @@ class DistributedEngine:
             self._pending.append((0, what, work, t, self._round1))
             return values
         tail = values.shape[1:]
-        bufs = {p: torch.empty((int(self.bounds[p + 1] - self.bounds[p]), *tail), dtype=torch.float64)
-                for p in self._peers()}
+        shapes = {p: (int(self.bounds[p + 1] - self.bounds[p]), *tail) for p in self._peers()}
+        sizes = {p: 8 * int(np.prod(shape)) for p, shape in shapes.items()}
+        bufs = {p: _buffer(sizes[p]) for p in self._peers()}
         works = self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["gather"])]
                             for p, b in bufs.items()}, what)
         self._wait(works, what)
-        return np.concatenate([values] + [bufs[p].numpy() for p in self._peers()], axis=0)
+        rows = [self._unframe(p, bufs[p], sizes[p], what, self._round1).numpy().view(np.float64).reshape(shapes[p])
+                for p in self._peers()]
+        return np.concatenate([values] + rows, axis=0)
 
     def agree(self, flag: bool) -> bool:
         """Whether any rank passed True; every rank gets the same answer (through rank 0). Used at the end of
@@ -560,19 +604,21 @@ class DistributedEngine:
         self.flush()
         what = "agreeing on the end of the round"
         if self.rank == 0:
-            bufs = {p: torch.zeros(1, dtype=torch.int64) for p in self._peers()}
+            bufs = {p: _buffer(8) for p in self._peers()}
             self._wait(self._post({p: [dist.P2POp(dist.irecv, b, p, self._group, self._tag["barrier"])]
                                    for p, b in bufs.items()}, what), what)
-            answer = torch.tensor([op([value, *(int(b.item()) for b in bufs.values())])], dtype=torch.int64)
-            self._wait(self._post({p: [dist.P2POp(dist.isend, answer, p, self._group, self._tag["barrier"])]
+            got = [int(self._unframe(p, b, 8, what).view(torch.int64)[0]) for p, b in bufs.items()]
+            answer = op([value, *got])
+            frame = _frame(torch.tensor([answer], dtype=torch.int64), 0)
+            self._wait(self._post({p: [dist.P2POp(dist.isend, frame, p, self._group, self._tag["barrier"])]
                                    for p in self._peers()}, what), what)
-            return int(answer.item())
-        mine = torch.tensor([value], dtype=torch.int64)
-        answer = torch.zeros(1, dtype=torch.int64)
+            return int(answer)
+        mine = _frame(torch.tensor([value], dtype=torch.int64), 0)
+        buf = _buffer(8)
         self._wait(self._post({0: [dist.P2POp(dist.isend, mine, 0, self._group, self._tag["barrier"]),
-                                   dist.P2POp(dist.irecv, answer, 0, self._group, self._tag["barrier"])]}, what),
+                                   dist.P2POp(dist.irecv, buf, 0, self._group, self._tag["barrier"])]}, what),
                    what)
-        return int(answer.item())
+        return int(self._unframe(0, buf, 8, what).view(torch.int64)[0])
 
     def limit_messages(self, max_bytes: int) -> None:
         """The largest message a sender of this run can produce: a peer declaring more (or a total over the
@@ -639,7 +685,7 @@ class DistributedEngine:
             return
         self.flush()
         what = "finishing the run"
-        done = torch.tensor([_DONE, self.rank, self._round1, 0], dtype=torch.int64)
+        done = _frame(torch.tensor([_DONE, self.rank, self._round1, 0], dtype=torch.int64), 0)
         sends = []
         for q in self._peers():
             try:
@@ -654,11 +700,51 @@ class DistributedEngine:
                 self._peer_failed(q, what, waiter.error)
             if not finished:
                 self._peer_failed(q, what, None)
-            got = self._ctrl[q]["buf"].numpy().copy()
+            got = self._ctrl_note(q)
             if int(got[0]) == _ABORT:
                 self._failed = True
                 raise PeerError(self._message(int(got[1]), int(got[2]), int(got[3]), q, what))
         self._wait(sends, what, deadline)
+
+
+def _trailer(round1: int) -> bytes:
+    return _END + int(round1).to_bytes(8, "little", signed=True)
+
+
+def _frame(t: Any, round1: int) -> Any:
+    """The bytes of tensor ``t`` followed by the trailer: what travels."""
+    import torch
+
+    body = t.contiguous().reshape(-1).view(torch.uint8)
+    return torch.cat([body, torch.frombuffer(bytearray(_trailer(round1)), dtype=torch.uint8)])
+
+
+def _buffer(nbytes: int) -> Any:
+    """A receive buffer for a frame of ``nbytes``: room for its trailer and :data:`SLACK` zeros more."""
+    import torch
+
+    return torch.zeros(nbytes + TRAILER + SLACK, dtype=torch.uint8)
+
+
+def _fault(buf: Any, nbytes: int, round1: int | None) -> str | None:
+    """What is wrong with the frame received into ``buf`` where ``nbytes`` were expected (None: nothing)."""
+    raw = buf.numpy()
+    tail = bytes(raw[nbytes:nbytes + TRAILER])
+    if tail[:len(_END)] != _END:
+        if not raw.any():
+            return f"an empty frame where {nbytes} bytes were expected"
+        ends = bytes(raw).find(_END)
+        if 0 <= ends < nbytes:
+            return f"{ends} bytes where {nbytes} were expected: truncated, or counts that disagree with its data"
+        if ends > nbytes:
+            return f"{ends} bytes where {nbytes} were expected: longer than it announced"
+        return f"no end marker after the {nbytes} bytes expected (another protocol, or more than {SLACK} bytes too long)"
+    if raw[nbytes + TRAILER:].any():
+        return f"bytes after the end of the {nbytes} expected"
+    got = int.from_bytes(tail[len(_END):], "little", signed=True)
+    if round1 is not None and got != round1:
+        return f"a frame of round {got} where round {round1} was expected (left over, or replayed)"
+    return None
 
 
 def _loopback_store(rank: int, world: int, timeout: float):
