@@ -5,7 +5,9 @@
 
 For every N it runs, each in a fresh subprocess (so that each reads its own peak RSS), the training floor
 ``local`` (the same training, no communication) and every built-in algorithm, and prints one table: seconds per
-round (the median of the measured rounds), the ratio to ``local`` at the same N, the phases, the peak RSS (in
+round (the median of the measured rounds), the ratio to ``local`` at the same N (and the same ratio "by
+phases": local's round plus this algorithm's prepare, encode, decode and merge, which does not move with the
+noise of the training phase), the phases, the peak RSS (in
 all and per node), and the set-up time (data, partition, graph, initial models and sharing state, until the
 first round starts).
 
@@ -95,14 +97,20 @@ def run_child(spec: dict) -> dict | None:
 
 def table(results: list[dict]) -> str:
     floor = {r["spec"]["nodes"]: statistics.median(r["round"]) for r in results if r["spec"]["algorithm"] == "local"}
-    head = ["N", "algorithm", "s/round", "x local", *(f"{p} s" for p in PHASES), "peak GB", "MB/node", "set-up s"]
+    head = ["N", "algorithm", "s/round", "x local", "x local by phases", *(f"{p} s" for p in PHASES), "peak GB",
+            "MB/node", "set-up s"]
     lines = []
     for r in results:
         n, alg = r["spec"]["nodes"], r["spec"]["algorithm"]
         s = statistics.median(r["round"])
         ratio = f"{s / floor[n]:.2f}" if n in floor and alg != "local" else "-"
-        phases = [f"{statistics.median(r['phases'][p]):.3f}" if r["phases"][p] else "-" for p in PHASES]
-        lines.append([f"{n:,}", alg, f"{s:.2f}", ratio, *phases, f"{r['peak_rss_mb'] / 1024:.2f}",
+        medians = {p: statistics.median(r["phases"][p]) for p in PHASES if r["phases"][p]}
+        # the same ratio with this run's training replaced by local's: the training phase alone varies by up to
+        # 10% from run to run on a shared machine, the communication phases far less
+        added = sum(v for p, v in medians.items() if p != "train")
+        by_phases = f"{1 + added / floor[n]:.2f}" if n in floor and alg != "local" else "-"
+        phases = [f"{medians[p]:.3f}" if p in medians else "-" for p in PHASES]
+        lines.append([f"{n:,}", alg, f"{s:.2f}", ratio, by_phases, *phases, f"{r['peak_rss_mb'] / 1024:.2f}",
                       f"{r['peak_rss_mb'] / n:.2f}", f"{r['setup']:.1f}"])
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     fmt = (lambda row: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
