@@ -515,14 +515,14 @@ class DistributedEngine:
         ops = {}
         keep = []
         for p, senders in plan.send.items():
-            blob = b"".join(outgoing[s] for s in senders if s in outgoing)
-            if blob:
-                t = torch.frombuffer(bytearray(blob + _trailer(self._round1)), dtype=torch.uint8)
+            parts = [outgoing[s] for s in senders if s in outgoing]
+            if any(parts):   # the messages and the trailer joined in one copy
+                t = torch.frombuffer(bytearray(b"".join([*parts, _trailer(self._round1)])), dtype=torch.uint8)
                 keep.append(t)
                 ops.setdefault(p, []).append(dist.P2POp(dist.isend, t, p, self._group, self._tag["payload"]))
+        totals = {p: int(t[1:].clamp(min=0).sum()) for p, t in sizes_in.items()}
         bufs = {}
-        for p, t in sizes_in.items():
-            total = int(t[1:].clamp(min=0).sum())
+        for p, total in totals.items():
             if total:
                 bufs[p] = _buffer(total)
                 ops.setdefault(p, []).append(dist.P2POp(dist.irecv, bufs[p], p, self._group,
@@ -537,8 +537,7 @@ class DistributedEngine:
         for p, senders in plan.recv.items():
             data = b""
             if p in bufs:
-                total = int(sizes_in[p][1:].clamp(min=0).sum())
-                data = bytes(self._unframe(p, bufs[p], total, what, self._round1).numpy())
+                data = bytes(self._unframe(p, bufs[p], totals[p], what, self._round1).numpy())
             offset = 0
             for s, n in zip(senders, sizes_in[p][1:].tolist()):
                 if n >= 0:
