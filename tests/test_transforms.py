@@ -86,6 +86,50 @@ def test_wavelet_matches_pywavelets(name: str, level: int, d: int, n: int, seed:
         assert expected.dtype == np.float32
         np.testing.assert_array_equal(z[i].numpy(), expected)
         assert t.dim(d) == sum(len(c) for c in coeffs) == pywt.coeffs_to_array(coeffs)[0].size
+    # and the inverse is waverec of the same coefficients, truncated to D, bit for bit
+    y = t.inverse(z, d).numpy()
+    for i in range(n):
+        parts = np.split(z[i].numpy(), np.cumsum([len(c) for c in pywt.wavedec(arr[i], name, mode=MODE,
+                                                                                level=level)])[:-1])
+        _bits_equal(y[i], pywt.waverec(parts, name, mode=MODE)[:d])
+
+
+def _bits_equal(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal bit for bit: the same float32 values, signs of zeros included."""
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["haar", "sym2", "coif1", "sym8", "bior3.5", "rbio1.3"])
+def test_compiled_kernels_are_pywavelets_bit_for_bit(name: str) -> None:
+    """jwins.dwt computes wavedec and waverec (mode symmetric) of float32 rows with PyWavelets' float32 filters
+    and order of operations: the same bits for every level 1..5 and length it supports, for values of very
+    different scales and signed zeros (coif1's float32 filters differ from its float64 ones rounded). The
+    default JWINS transform of a LeNet (89,834 parameters, sym2, level 4) takes this path."""
+    from jwins import dwt
+
+    assert dwt.supported(89_834, 4, 4)
+    w = pywt.Wavelet(name)
+    rng = np.random.default_rng(7)
+    checked = 0
+    for level in range(1, 6):
+        kernels = dwt.Kernels(w, level)
+        for d in [*range(1, 40), 101, 1000, 4001]:
+            if not dwt.supported(d, w.dec_len, level):
+                assert d < w.dec_len * 2 ** (level - 1) + 1 or w.dec_len % 2
+                continue
+            x = (rng.standard_normal((3, d)) * np.array([[1e-4], [1.0], [1e5]])).astype(np.float32)
+            x[0, : d // 3] = -0.0
+            coeffs = pywt.wavedec(x, w, mode=MODE, level=level, axis=1)
+            want = np.concatenate(coeffs, axis=1)
+            got = np.full_like(want, np.nan)
+            kernels.forward(x, got)
+            _bits_equal(got, want)
+            back = np.full((3, d), np.nan, np.float32)
+            kernels.inverse(want, d, back)
+            _bits_equal(back, pywt.waverec(coeffs, w, mode=MODE, axis=1)[:, :d])
+            checked += 1
+    assert checked >= 100
 
 
 @FEW

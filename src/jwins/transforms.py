@@ -2,9 +2,11 @@
 
 ``wavelet`` is the multilevel 1-D discrete wavelet transform JWINS uses: PyWavelets ``wavedec`` along the
 rows, coefficients concatenated coarse to fine (as ``pywt.coeffs_to_array`` lays out 1-D coefficients), and
-``waverec`` truncated to D for the inverse. On a GPU the rows travel to the CPU for PyWavelets. Rows are
-independent, so blocks of rows go to the worker threads of :mod:`jwins.parallel` (PyWavelets releases the
-GIL); the coefficients are PyWavelets' own, bit for bit.
+``waverec`` truncated to D for the inverse. The symmetric mode is computed by the compiled kernels of
+:mod:`jwins.dwt` (about four times faster than PyWavelets' own loops and copies, the same numbers bit for bit),
+the lengths they leave to PyWavelets (a level longer than its input) by PyWavelets. On a GPU the rows travel to
+the CPU. Rows are independent, so blocks of rows go to the worker threads of :mod:`jwins.parallel` (both release
+the GIL); the coefficients are PyWavelets' own, bit for bit.
 
 >>> import torch
 >>> t = wavelet("sym2", level=4)
@@ -24,7 +26,7 @@ import pywt
 import torch
 from torch import Tensor
 
-from . import parallel
+from . import dwt, parallel
 
 
 class Transform(NamedTuple):
@@ -61,6 +63,10 @@ def _result(target: np.ndarray, out: Tensor | None, device: torch.device) -> Ten
 
 def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> Transform:
     w = pywt.Wavelet(name)
+    kernels = dwt.Kernels(w, level) if mode == "symmetric" and level >= 1 else None
+
+    def compiled(d: int) -> bool:
+        return kernels is not None and dwt.supported(d, w.dec_len, level)
 
     def lengths(d: int) -> list[int]:
         """The lengths of wavedec's coefficient arrays, coarse to fine (PyWavelets' own arithmetic)."""
@@ -81,8 +87,14 @@ def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> T
         arr = x.detach().to("cpu", torch.float32).numpy()
         offsets = np.cumsum([0] + split_sizes(arr.shape[1]))
         target = _target(out, (arr.shape[0], int(offsets[-1])))
+        fast = compiled(arr.shape[1])
+        if fast and (not arr.flags.c_contiguous or np.may_share_memory(arr, target)):
+            arr = arr.copy()  # the kernels read level l's input while writing its output
 
         def rows(sl: slice) -> None:
+            if fast:
+                kernels.forward(arr[sl], target[sl])
+                return
             coeffs = pywt.wavedec(arr[sl], w, mode=mode, level=level, axis=1)
             for c, start, stop in zip(coeffs, offsets[:-1], offsets[1:]):
                 target[sl, start:stop] = c
@@ -94,8 +106,14 @@ def wavelet(name: str = "sym2", level: int = 4, *, mode: str = "symmetric") -> T
         arr = z.detach().to("cpu", torch.float32).numpy()
         bounds = np.cumsum(split_sizes(d))[:-1]
         target = _target(out, (arr.shape[0], d))
+        fast = compiled(d)
+        if fast and (not arr.flags.c_contiguous or np.may_share_memory(arr, target)):
+            arr = arr.copy()
 
         def rows(sl: slice) -> None:
+            if fast:
+                kernels.inverse(arr[sl], d, target[sl])
+                return
             target[sl] = pywt.waverec(np.split(arr[sl], bounds, axis=1), w, mode=mode, axis=1)[:, :d]
 
         parallel.map_items(rows, parallel.row_chunks(arr.shape[0], parallel.budget(z.device)))
