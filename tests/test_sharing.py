@@ -265,14 +265,18 @@ def _add_weighted_per_row(target: torch.Tensor, pairs) -> torch.Tensor:
     return target
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_block_fill_in_and_weighted_add_are_the_per_message_loop_bit_for_bit(seed):
-    """fill_in and add_weighted over a block (one index_add_ per sender position) give the bits of one
-    index_add_/add_ per message and row: sparse and dense messages mixed in sender order, rows with no messages
-    and with up to 6, overlapping indices, weights that are not float32 numbers, values over 8 decades."""
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("seed", range(4))
+def test_block_fill_in_and_weighted_add_are_the_per_message_loop_bit_for_bit(seed, compiled, monkeypatch):
+    """fill_in and add_weighted over a block (one compiled loop, or one index_add_ on an accelerator, per
+    sender position) give the bits of one index_add_/add_ per message and row: sparse and dense messages mixed
+    in sender order, rows with no messages and with up to 6, overlapping indices, weights that are not float32
+    numbers, values over 8 decades. An index outside the row is refused, not written."""
+    from jwins.sharing import base
     from jwins.sharing.base import add_weighted, fill_in
     from jwins.wire.message import Message
 
+    monkeypatch.setattr(base, "COMPILED_SCATTER", compiled)
     g = np.random.default_rng(seed)
     b, d = 9, 301
     z = torch.from_numpy((g.standard_normal((b, d)) * 10.0 ** g.integers(-4, 4, (b, 1))).astype(np.float32))
@@ -291,3 +295,7 @@ def test_block_fill_in_and_weighted_add_are_the_per_message_loop_bit_for_bit(see
     bits = lambda t: t.view(torch.int32)  # noqa: E731 - signed zeros and NaN payloads count
     assert torch.equal(bits(fill_in(z, pairs)), bits(_fill_in_per_row(z, pairs)))
     assert torch.equal(bits(add_weighted(z.clone(), pairs)), bits(_add_weighted_per_row(z.clone(), pairs)))
+    for bad in (d, -1):
+        wrong = [[(0.5, Message(1, 0, d, np.array([0, bad]), np.ones(2, np.float32)))]]
+        with pytest.raises(IndexError, match="outside its row of 301 values"):
+            fill_in(z[:1], wrong)

@@ -152,17 +152,27 @@ class TopKSelector:
                 a = torch.sub(zr, state.reference[sl]).add_(a)  # A + (W x - W x_prev)
                 score = a.abs()
             m = top_k_mask(score, ks[sl])
-            torch.where(m, a.new_zeros(()), a, out=acc[sl])  # A with what is sent zeroed (masked_fill, faster)
             values = to_numpy(zr)
             mask_np = m.cpu().numpy()
-            out = []
+            out, sent, whole = [], [], []
             for i, node in zip(range(*sl.indices(n)), state.nodes[sl]):
                 j = i - sl.start
                 if dense[i]:  # a copy: a view would keep the whole block's coefficients alive
                     out.append(Message(node, round, dim, None, values[j].copy(), alpha=float(alphas[i])))
+                    whole.append(j)
                 else:
                     idx = np.flatnonzero(mask_np[j])
                     out.append(Message(node, round, dim, idx, values[j, idx], alpha=float(alphas[i])))
+                    sent.append(idx + j * dim)
+            # A with what is sent zeroed: the positions of the messages, filled with +0 in the flattened block
+            target = acc[sl]
+            if a.data_ptr() != target.data_ptr():
+                target.copy_(a)
+            if sent:
+                at = torch.from_numpy(np.concatenate(sent)).to(target.device)
+                target.view(-1).index_fill_(0, at, 0.0)
+            for j in whole:
+                target[j].zero_()
             return out
 
         chunks = parallel.row_chunks(n, parallel.budget(params.device), row_bytes=16 * dim)
