@@ -142,15 +142,28 @@ def _scatter_weighted(y: Tensor, z: Tensor | None, pairs: list[list[tuple[float,
     """``y_i += w_ij (q_j - z_i)`` (or ``w_ij q_j`` without ``z``) for every row i's messages j, in sender order.
 
     Each element gets the arithmetic of one ``index_add_(alpha=w)`` per message (a sparse message: the float32
-    product of w and the difference, then one addition; a dense one: ``add_(alpha=w)``), message after message.
-    The sparse messages of all rows at the same position in their rows' sender order go in one call over the
-    flattened block (a compiled loop on the CPU, ``index_add_`` elsewhere): their (row, index) pairs are
-    distinct, so the order within it does not matter, and positions follow one another as the senders did.
-    The same numbers as a per-row loop, bit for bit (tests/test_sharing.py), with a few calls per block
-    instead of one per message."""
+    product of w and the difference, then one addition; a dense one: ``add_(alpha=w)``), message after message:
+    on the CPU a sparse message is one compiled loop; on an accelerator the sparse messages of all rows at the
+    same position in their rows' sender order go in one ``index_add_`` over the flattened block (their (row,
+    index) pairs are distinct, so the order within it does not matter). The same numbers as one
+    ``index_add_`` per message, bit for bit (tests/test_sharing.py)."""
     if not y.is_contiguous():
         raise ValueError("the rows to add into must be contiguous")
     d = y.shape[1]
+    if y.device.type == "cpu" and COMPILED_SCATTER:
+        ys = y.numpy()
+        zs = ys if z is None else z.numpy()
+        for r, row in enumerate(pairs):
+            for w, m in row:
+                if m.indices is None:
+                    v = _as_tensor(m.values, y)
+                    y[r].add_(v if z is None else v - z[r], alpha=w)
+                    continue
+                idx = np.asarray(m.indices, dtype=np.int64)
+                if not _scatter_kernel(ys[r], zs[r], z is not None, idx,
+                                       np.asarray(m.values, dtype=np.float32), np.float32(w)):
+                    raise IndexError(f"a message's indices reach outside its row of {d} values")
+        return
     flat_y = y.view(-1)
     flat_z = None if z is None else z.view(-1)
     for k in range(max((len(row) for row in pairs), default=0)):
@@ -174,19 +187,12 @@ def _scatter_weighted(y: Tensor, z: Tensor | None, pairs: list[list[tuple[float,
         if at.size and (at.min() < 0 or at.max() >= d):
             raise IndexError(f"a message's indices reach outside its row of {d} values")
         at += np.repeat(np.asarray(rows, dtype=np.int64) * d, counts)  # into the flattened block
-        starts = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(counts, out=starts[1:])
-        vals = np.concatenate(vals).astype(np.float32, copy=False)
-        w32 = np.asarray(weights, dtype=np.float32)  # w as index_add_ takes its alpha: rounded to float32
-        if y.device.type == "cpu" and COMPILED_SCATTER:
-            _scatter_kernel(flat_y.numpy(), flat_y.numpy() if flat_z is None else flat_z.numpy(),
-                            z is not None, starts, at, vals, w32)
-            continue
         t_at = _as_tensor(at, y)
-        src = _as_tensor(vals, y)
+        src = _as_tensor(np.concatenate(vals).astype(np.float32, copy=False), y)
         if flat_z is not None:
             src.sub_(flat_z[t_at])
-        src.mul_(_as_tensor(np.repeat(w32, counts), y))
+        # w as index_add_ takes its alpha: rounded to float32, one product per element
+        src.mul_(_as_tensor(np.repeat(np.asarray(weights, dtype=np.float32), counts), y))
         flat_y.index_add_(0, t_at, src)
 
 
@@ -194,17 +200,20 @@ COMPILED_SCATTER = True  # False: the accelerator path (index_add_) on the CPU t
 
 
 @numba.njit(nogil=True, cache=True)
-def _scatter_kernel(y, z, minus_own, starts, at, vals, w):  # pragma: no cover - compiled
-    """Message t adds w[t] * (vals[e] - z[at[e]]) (or w[t] * vals[e]) to y[at[e]] for e in its range: a float32
-    difference, a float32 product, a float32 sum, as index_add_ computes them."""
-    for t in range(len(w)):
-        wt = w[t]
-        for e in range(starts[t], starts[t + 1]):
-            i = at[e]
-            if minus_own:
-                y[i] += (vals[e] - z[i]) * wt
-            else:
-                y[i] += vals[e] * wt
+def _scatter_kernel(y, z, minus_own, at, vals, w):  # pragma: no cover - compiled
+    """y[at[e]] += w * (vals[e] - z[at[e]]) (or w * vals[e]) for every e: a float32 difference, a float32
+    product and a float32 sum, as index_add_ computes them. False, writing nothing, if an index is outside y."""
+    n = y.shape[0]
+    for e in range(at.shape[0]):
+        if at[e] < 0 or at[e] >= n:
+            return False
+    for e in range(at.shape[0]):
+        i = at[e]
+        if minus_own:
+            y[i] += (vals[e] - z[i]) * w
+        else:
+            y[i] += vals[e] * w
+    return True
 
 
 def weighted_sum(target: Tensor, inbox: Inbox, mixing: Mixing) -> Tensor:
