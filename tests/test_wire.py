@@ -1194,3 +1194,25 @@ def test_encode_many_gives_the_sizes_of_the_parts_it_wrote():
         assert [data for data, _ in pairs] == encode_many(msgs, value_codec=codec)
         for data, lay in pairs:
             assert lay == layout(data) and sum(lay) == len(data)
+
+
+def test_seeded_masks_are_drawn_once_per_process_and_the_memory_stays_bounded():
+    """seeded_indices keeps the masks it drew: the encoder's check and the decoder get the very same read-only
+    array (no second draw, the same numbers as a fresh generator); a mask drawn elsewhere decodes as before; the
+    kept masks never exceed the byte bound, least recently used out first."""
+    from jwins.wire import index_codecs as ic
+
+    fresh = lambda seed, dim, alpha: np.flatnonzero(np.random.default_rng(seed).random(dim) < alpha)  # noqa: E731
+    first = ic.seeded_indices(12345, 5000, 0.1)
+    assert ic.seeded_indices(12345, 5000, 0.1) is first and not first.flags.writeable
+    np.testing.assert_array_equal(first, fresh(12345, 5000, 0.1))
+    extra = {"mask_seed": 12345.0, "alpha": 0.1}
+    assert ic.SEED.decode(b"", 5000, first.shape[0], 0, extra) is first
+    other = {"mask_seed": 777.0, "alpha": 0.1}  # never drawn here: decoded from the seed
+    np.testing.assert_array_equal(ic.SEED.decode(b"", 5000, fresh(777, 5000, 0.1).shape[0], 0, other),
+                                  fresh(777, 5000, 0.1))
+    recent = ic._RecentDraws(limit=10_000)
+    for seed in range(50):
+        recent.put((seed, 1000, 0.5), np.arange(500, dtype=np.int64))  # 4,000 bytes each
+        assert recent.size <= 10_000
+    assert recent.get((49, 1000, 0.5)) is not None and recent.get((0, 1000, 0.5)) is None

@@ -18,6 +18,8 @@ exact section size in bytes without encoding (``None`` where it is not meaningfu
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -268,13 +270,57 @@ def _auto_size(indices: np.ndarray, dim: int) -> int:
 _SEED_CHUNK = 1 << 20
 
 
+class _RecentDraws:
+    """The most recent seeded masks, up to ``limit`` bytes of indices (least recently used out first).
+
+    One process draws the same mask up to three times: the sender's ``prepare``, the encoder's check that the
+    indices are the seed's, and the decoder (in the simulator, and for the messages a process hosts both ends
+    of). A hit returns the very array drawn before (read-only), so the numbers cannot differ; what misses is
+    drawn again. The bound keeps the memory O(1) in the number of nodes."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.items: OrderedDict[tuple[int, int, float], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, float]) -> np.ndarray | None:
+        with self.lock:
+            hit = self.items.get(key)
+            if hit is not None:
+                self.items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[int, int, float], value: np.ndarray) -> None:
+        if value.nbytes > self.limit:
+            return
+        with self.lock:
+            if key in self.items:
+                return
+            self.items[key] = value
+            self.size += value.nbytes
+            while self.size > self.limit:
+                self.size -= self.items.popitem(last=False)[1].nbytes
+
+
+_recent = _RecentDraws(64 << 20)
+
+
 def seeded_indices(seed: int, dim: int, alpha: float) -> np.ndarray:
-    """``np.flatnonzero(np.random.default_rng(seed).random(dim) < alpha)`` as int64.
+    """``np.flatnonzero(np.random.default_rng(seed).random(dim) < alpha)`` as int64 (read-only).
 
     Random subsampling draws its mask with this function so that only ``seed`` and ``alpha`` travel.
     Large ``dim`` is drawn in chunks (same numbers: each draw consumes one 64-bit output of the generator).
+    The last masks drawn are kept (:class:`_RecentDraws`), so the encoder's check and a decoder in the same
+    process find them instead of drawing them again.
     """
-    return _seeded_indices(seed, dim, alpha, limit=None)
+    key = (int(seed), int(dim), float(alpha))
+    hit = _recent.get(key)
+    if hit is not None:
+        return hit
+    indices = _seeded_indices(seed, dim, alpha, limit=None)
+    indices.flags.writeable = False
+    _recent.put(key, indices)
+    return indices
 
 
 def _seeded_indices(seed: int, dim: int, alpha: float, limit: int | None) -> np.ndarray:
@@ -310,7 +356,7 @@ def seed_parameters(extra: dict, error: type[Exception]) -> tuple[int, float]:
 def _seed_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, bytes, int]:
     seed, alpha = seed_parameters(extra, ValueError)
     expected = seeded_indices(seed, dim, alpha)
-    if expected.shape != indices.shape or not np.array_equal(expected, indices):
+    if expected is not indices and (expected.shape != indices.shape or not np.array_equal(expected, indices)):
         raise ValueError(
             f"seed index codec: the message's indices are not seeded_indices(mask_seed={seed}, dim={dim}, "
             f"alpha={alpha}) ({indices.shape[0]} given, {expected.shape[0]} expected)"
@@ -324,7 +370,9 @@ def _seed_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.
     if len(section):
         raise WireError(f"seed index codec carries no index section, this message has {len(section)} bytes")
     seed, alpha = seed_parameters(extra, WireError)
-    indices = _seeded_indices(seed, dim, alpha, limit=k)
+    indices = _recent.get((seed, int(dim), alpha))  # drawn here before (see seeded_indices)
+    if indices is None:
+        indices = _seeded_indices(seed, dim, alpha, limit=k)
     if indices.shape[0] != k:
         raise WireError(
             f"seeded indices (mask_seed={seed}, alpha={alpha}, dim={dim}) count "
