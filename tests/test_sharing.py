@@ -299,3 +299,59 @@ def test_block_fill_in_and_weighted_add_are_the_per_message_loop_bit_for_bit(see
         wrong = [[(0.5, Message(1, 0, d, np.array([0, bad]), np.ones(2, np.float32)))]]
         with pytest.raises(IndexError, match="outside its row of 301 values"):
             fill_in(z[:1], wrong)
+
+
+@pytest.mark.parametrize("selector", [
+    dict(transform="wavelet"), dict(transform="identity"), dict(transform="wavelet", selection="value"),
+    dict(transform="wavelet", accumulation=False), dict(transform="identity", accumulate_averaging=False)])
+def test_compiled_selection_is_the_tensor_path_bit_for_bit(selector, monkeypatch):
+    """prepare and merge of the top-k selector on the CPU (compiled: scores, k-th largest, ties to the lower
+    index, the accumulated change zeroed where sent, and merge's carry in one pass) give the tensor path's
+    messages and state bit for bit over 3 rounds: every scoring mode, dense draws (alpha 1), values with many
+    ties, and a row whose scores hold a NaN (left to the tensor path)."""
+    import importlib
+
+    topk_mod = importlib.import_module("jwins.sharing.topk")
+    n, d = 6, 203
+    graph = topology.regular(n, 2, seed=0)
+    mixing = Mixing(topology.metropolis_hastings(graph), tuple(range(n)))
+    g = np.random.default_rng(3)
+    x0 = torch.from_numpy((np.round(g.standard_normal((n, d)) * 4) / 4).astype(np.float32))  # many ties
+
+    def run(compiled: bool):
+        monkeypatch.setattr(topk_mod, "COMPILED_SELECTION", compiled)
+        transform = selector.get("transform")
+        s = jwins(alphas=(0.05, 0.2, 1.0), transform=transform, **{k: v for k, v in selector.items()
+                                                                   if k != "transform"})
+        params = x0.clone()
+        state = s.init(params, list(range(n)))
+        seen = []
+        for t in range(3):
+            params = params + torch.from_numpy((np.round(np.random.default_rng(t).standard_normal((n, d)) * 2) / 8)
+                                               .astype(np.float32))
+            if t == 1:
+                params[2, 5] = float("nan")
+            rngs = [np.random.default_rng([t, i]) for i in range(n)]
+            messages, state, kept = s.prepare(state, params, t, rngs)
+            seen.append([(m.indices, m.values) for m in messages])
+            seen.append([state.accumulated.clone(), state.reference.clone()])
+            if t == 1:
+                params[2, 5] = 0.0
+                for m in messages:
+                    m.values[~np.isfinite(m.values)] = 0.0
+            inbox = {i: [messages[j] for j in sorted(graph.neighbors[i])] for i in range(n)}
+            params, state = s.merge(state, params, inbox, mixing, kept)
+            seen.append([params.clone(), state.accumulated.clone(), state.reference.clone()])
+        return seen
+
+    fast, slow = run(True), run(False)
+    as_bits = lambda a: (torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a).view(torch.int32)  # noqa: E731
+    for got, want in zip(fast, slow):
+        for a, b in zip(got, want):
+            if isinstance(a, tuple):
+                assert (a[0] is None) == (b[0] is None)
+                if a[0] is not None:
+                    np.testing.assert_array_equal(a[0], b[0])
+                assert torch.equal(as_bits(a[1]), as_bits(b[1]))
+            else:
+                assert torch.equal(as_bits(a), as_bits(b))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -83,6 +84,66 @@ def count(alpha: float, dim: int) -> int:
     return int(round(alpha * dim))
 
 
+# how prepare scores a coefficient (the modes of the module docstring), as the compiled selection takes it
+_VALUE, _CHANGE, _CHANGE_PLUS_A, _A_PLUS_CHANGE = 0, 1, 2, 3
+COMPILED_SELECTION = True  # False: the tensor path of accelerators on the CPU too (the tests run both)
+
+
+@numba.njit(nogil=True, cache=True)
+def _select_row(z, ref, acc, mode, k, score):  # pragma: no cover - compiled
+    """One row of prepare on the CPU: the score of every coefficient (into ``score``), the sorted indices of the
+    k largest (ties to the lower index), and the accumulated change ``acc`` zeroed there (in mode
+    ``_A_PLUS_CHANGE`` first set to A + (W x - W x_prev)). The same float32 operations in the same order as the
+    tensor path, so the same bits. Returns None, having written nothing, if a score is NaN (the tensor path
+    then decides)."""
+    d = z.shape[0]
+    for i in range(d):
+        if mode == _VALUE:
+            v = abs(z[i])
+        elif mode == _CHANGE:
+            v = abs(z[i] - ref[i])
+        else:
+            v = abs((z[i] - ref[i]) + acc[i])
+        if v != v:
+            return None
+        score[i] = v
+    if k >= d:
+        idx = np.arange(d)
+    elif k <= 0:
+        idx = np.empty(0, dtype=np.int64)
+    else:
+        t = np.partition(score, d - k)[d - k]  # the k-th largest
+        room = k
+        for i in range(d):
+            if score[i] > t:
+                room -= 1
+        idx = np.empty(k, dtype=np.int64)
+        j = 0
+        for i in range(d):
+            v = score[i]
+            if v > t or (v == t and room > 0):
+                if v == t:
+                    room -= 1
+                idx[j] = i
+                j += 1
+    if mode == _A_PLUS_CHANGE:
+        for i in range(d):
+            acc[i] = (z[i] - ref[i]) + acc[i]
+    for j in range(idx.shape[0]):
+        acc[idx[j]] = 0.0
+    return idx
+
+
+@numba.njit(nogil=True, cache=True)
+def _carry(z_new, ref, acc, update):  # pragma: no cover - compiled
+    """merge's last step, one pass: A = (W x_new - W x_prev) + A where ``update``, then W x_prev = W x_new."""
+    for b in range(z_new.shape[0]):
+        for i in range(z_new.shape[1]):
+            if update:
+                acc[b, i] = (z_new[b, i] - ref[b, i]) + acc[b, i]
+            ref[b, i] = z_new[b, i]
+
+
 class TopKState(NamedTuple):
     """What carries over between rounds (and what a checkpoint holds)."""
 
@@ -139,8 +200,42 @@ class TopKSelector:
         # W x is needed again in merge: kept when the round may spare the bytes, else recomputed there
         kept = torch.empty(n, dim, dtype=acc.dtype, device=acc.device) if parallel.spare(4 * n * dim) else None
 
+        if self.selection == "value":
+            mode = _VALUE
+        elif not self.accumulation:
+            mode = _CHANGE
+        else:
+            mode = _CHANGE_PLUS_A if self.accumulate_averaging else _A_PLUS_CHANGE
+
+        def message(i: int, node: int, row: np.ndarray, idx: np.ndarray | None) -> Message:
+            if dense[i]:  # a copy: a view would keep the whole block's coefficients alive
+                return Message(node, round, dim, None, row.copy(), alpha=float(alphas[i]))
+            return Message(node, round, dim, idx, row[idx], alpha=float(alphas[i]))
+
+        def compiled(sl: slice, zr: Tensor) -> tuple[list[Message], int]:
+            """The block's rows on the CPU in compiled code, up to the first whose scores hold a NaN (left
+            untouched, for the tensor path to decide); the messages, and how many rows were done."""
+            z_np, ref_np, acc_np = zr.numpy(), state.reference[sl].numpy(), acc[sl].numpy()
+            score = np.empty(dim, dtype=np.float32)
+            out = []
+            for j, (i, node) in enumerate(zip(range(*sl.indices(n)), state.nodes[sl])):
+                idx = _select_row(z_np[j], ref_np[j], acc_np[j], mode, int(ks[i]), score)
+                if idx is None:
+                    return out, j
+                out.append(message(i, node, z_np[j], idx))
+            return out, len(out)
+
         def rows(sl: slice) -> list[Message]:
             zr = self.transform.forward(params[sl], out=None if kept is None else kept[sl])
+            done: list[Message] = []
+            if COMPILED_SELECTION and zr.device.type == "cpu" and acc.device.type == "cpu" and zr.is_contiguous():
+                done, j = compiled(sl, zr)
+                if sl.start + j == sl.stop:
+                    return done
+                sl, zr = slice(sl.start + j, sl.stop), zr[j:]
+            return done + tensor_rows(sl, zr)
+
+        def tensor_rows(sl: slice, zr: Tensor) -> list[Message]:
             a = acc[sl]
             if self.selection == "value":
                 score = zr.abs()
@@ -157,12 +252,11 @@ class TopKSelector:
             out, sent, whole = [], [], []
             for i, node in zip(range(*sl.indices(n)), state.nodes[sl]):
                 j = i - sl.start
-                if dense[i]:  # a copy: a view would keep the whole block's coefficients alive
-                    out.append(Message(node, round, dim, None, values[j].copy(), alpha=float(alphas[i])))
+                idx = None if dense[i] else np.flatnonzero(mask_np[j])
+                out.append(message(i, node, values[j], idx))
+                if dense[i]:
                     whole.append(j)
                 else:
-                    idx = np.flatnonzero(mask_np[j])
-                    out.append(Message(node, round, dim, idx, values[j, idx], alpha=float(alphas[i])))
                     sent.append(idx + j * dim)
             # A with what is sent zeroed: the positions of the messages, filled with +0 in the flattened block
             target = acc[sl]
@@ -193,6 +287,9 @@ class TopKSelector:
             y = fill_in(z, pairs[sl])
             self.transform.inverse(y, d, out=params[sl])
             z_new = self.transform.forward(params[sl], out=y)
+            if z_new.device.type == "cpu" and state.reference.device.type == "cpu" and COMPILED_SELECTION:
+                _carry(z_new.numpy(), state.reference[sl].numpy(), state.accumulated[sl].numpy(), update)
+                return
             if update:  # A + (W x_new - W x_prev)
                 state.accumulated[sl] = torch.sub(z_new, state.reference[sl]).add_(state.accumulated[sl])
             state.reference[sl] = z_new
