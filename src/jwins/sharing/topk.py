@@ -128,14 +128,23 @@ def _score_row(z, ref, acc, mode, score):  # pragma: no cover - compiled
 @numba.njit(nogil=True, cache=True)
 def _largest(score, t, k):  # pragma: no cover - compiled
     """The sorted indices of the k largest scores, given the k-th largest t: all above t, then the ties at t
-    from the lowest index until k are taken."""
-    room = k
-    for i in range(score.shape[0]):
-        if score[i] > t:
-            room -= 1
-    idx = np.empty(k, dtype=np.int64)
+    from the lowest index until k are taken. When every score >= t is taken (no tie beyond k, the usual case)
+    the pass has no branch: each index is written and kept or overwritten."""
+    d = score.shape[0]
+    at_least = 0
+    for i in range(d):
+        at_least += score[i] >= t
+    idx = np.empty(k + 1, dtype=np.int64)  # one spare slot for the branchless writes
     j = 0
-    for i in range(score.shape[0]):
+    if at_least == k:
+        for i in range(d):
+            idx[j] = i
+            j += score[i] >= t
+        return idx[:k]
+    room = k
+    for i in range(d):
+        room -= score[i] > t
+    for i in range(d):
         v = score[i]
         if v > t or (v == t and room > 0):
             if v == t:
@@ -145,7 +154,7 @@ def _largest(score, t, k):  # pragma: no cover - compiled
             j += 1
     if j != k:  # the scores and their k-th largest disagree: impossible without NaN, which _score_row refused
         raise ValueError("top-k selection found another count than k")
-    return idx
+    return idx[:k]
 
 
 @numba.njit(nogil=True, cache=True)
