@@ -355,3 +355,20 @@ def test_compiled_selection_is_the_tensor_path_bit_for_bit(selector, monkeypatch
                 assert torch.equal(as_bits(a[1]), as_bits(b[1]))
             else:
                 assert torch.equal(as_bits(a), as_bits(b))
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_top_k_indices_are_the_masks_true_entries(with_nan):
+    """top_k_indices (compiled on the CPU) gives, row by row, the sorted positions top_k_mask marks: ties at the
+    k-th largest to the lower index, k = 0 and k = D, and a block holding a NaN (the mask decides)."""
+    from jwins.sharing.topk import top_k_indices
+
+    g = np.random.default_rng(11)
+    scores = torch.from_numpy((np.round(g.standard_normal((7, 150)) * 3) / 3).astype(np.float32)).abs()
+    if with_nan:
+        scores[3, 10] = float("nan")
+    ks = np.array([0, 1, 5, 40, 75, 149, 150])
+    mask = top_k_mask(scores, ks).numpy()
+    got = top_k_indices(scores, ks)
+    for row, idx in zip(mask, got):
+        np.testing.assert_array_equal(idx, np.flatnonzero(row))

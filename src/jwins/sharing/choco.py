@@ -28,7 +28,7 @@ from .. import rules
 from ..wire.message import Message
 from .. import parallel
 from .base import Inbox, Mixing, add_weighted, self_weights, to_numpy, weighted_inbox
-from .topk import count, top_k_mask
+from .topk import count, top_k_indices
 
 
 class ChocoState(NamedTuple):
@@ -80,18 +80,16 @@ class Choco:
         def rows(sl: slice) -> tuple[list[Message], list]:
             diff = params[sl] - public[sl]
             b = diff.shape[0]
-            if self.compressor == "topk" or dense:
-                mask = top_k_mask(diff.abs(), np.full(b, k))
+            if dense:
+                picked = [None] * b
+            elif self.compressor == "topk":
+                picked = top_k_indices(diff.abs(), np.full(b, k))
             else:
-                mask = torch.zeros(b, dim, dtype=torch.bool)
-                for j, g in enumerate(rngs[sl]):
-                    mask[j, torch.from_numpy(g.choice(dim, size=k, replace=False))] = True
-                mask = mask.to(diff.device)
+                picked = [np.sort(g.choice(dim, size=k, replace=False)).astype(np.int64) for g in rngs[sl]]
             values = to_numpy(diff)
-            mask_np = mask.cpu().numpy()
             messages, q = [], []
             for j, node in enumerate(state.nodes[sl]):
-                idx = None if dense else np.flatnonzero(mask_np[j])
+                idx = picked[j]
                 v = values[j].copy() if dense else values[j, idx]
                 if self.rounding is not None:  # q is what the receivers will decode
                     try:

@@ -79,6 +79,27 @@ def top_k_mask(scores: Tensor, ks: np.ndarray, *, selection: str | None = None) 
     return mask
 
 
+def top_k_indices(scores: Tensor, ks: np.ndarray) -> list[np.ndarray]:
+    """The sorted indices of :func:`top_k_mask`'s True entries, row by row: on the CPU (scores without NaN)
+    the k-th largest by numpy's introselect and one compiled pass per row, elsewhere from the mask."""
+    ks = np.asarray(ks, dtype=np.int64)
+    d = scores.shape[1]
+    if COMPILED_SELECTION and scores.device.type == "cpu" and scores.dtype == torch.float32:
+        s = scores.detach().contiguous().numpy()
+        if not np.isnan(s).any():
+            out = []
+            for row, k in zip(s, ks):
+                if k >= d:
+                    out.append(np.arange(d, dtype=np.int64))
+                elif k <= 0:
+                    out.append(np.empty(0, dtype=np.int64))
+                else:
+                    out.append(_largest(row, np.partition(row, d - k)[d - k], int(k)))
+            return out
+    mask = top_k_mask(scores, ks).cpu().numpy()
+    return [np.flatnonzero(row) for row in mask]
+
+
 def count(alpha: float, dim: int) -> int:
     """Number of coefficients sent for a fraction alpha: round(alpha * dim), as the reference."""
     return int(round(alpha * dim))
