@@ -15,7 +15,7 @@ LAYERS = [
               "jwins.timer", "jwins.rules")),
     ("wire", ("jwins.wire",)),
     ("parts", ("jwins.sharing", "jwins.engine", "jwins.training", "jwins.models", "jwins.data", "jwins.topology",
-               "jwins.transforms")),
+               "jwins.transforms", "jwins.dwt")),
     ("loop", ("jwins.experiment", "jwins.world", "jwins.communication", "jwins.network", "jwins.rundir",
               "jwins.launch", "jwins.checkpoint", "jwins.console")),
     ("face", ("jwins.cli", "jwins.api", "jwins.compare", "jwins.stats", "jwins.report", "jwins.plots",
