@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from ..wire import seeded_indices
-from .. import rules
+from .. import parallel, rules
 from ..wire.message import Message
 from .base import Inbox, Mixing, dense_messages, fill_in_average, to_numpy
 from .full import Nodes
@@ -44,13 +44,18 @@ class Subsample:
             return dense_messages(params, list(state.nodes), round, alpha=self.alpha), state, None
         values = to_numpy(params)
         dim = values.shape[1]
-        messages = []
-        for i, (node, g) in enumerate(zip(state.nodes, rngs)):
-            seed = int(g.integers(0, 2**53))
-            idx = seeded_indices(seed, dim, self.alpha)
-            messages.append(Message(node, round, dim, idx, values[i, idx],
-                                    extra={"mask_seed": float(seed), "alpha": self.alpha}, alpha=self.alpha))
-        return messages, state, None
+        seeds = [int(g.integers(0, 2**53)) for g in rngs]
+
+        def rows(sl: slice) -> list[Message]:  # the masks drawn on the worker threads (numpy releases the GIL)
+            out = []
+            for i in range(*sl.indices(len(seeds))):
+                idx = seeded_indices(seeds[i], dim, self.alpha)
+                out.append(Message(state.nodes[i], round, dim, idx, values[i, idx],
+                                   extra={"mask_seed": float(seeds[i]), "alpha": self.alpha}, alpha=self.alpha))
+            return out
+
+        blocks = parallel.map_items(rows, parallel.row_chunks(len(seeds), parallel.budget(params.device)))
+        return [m for block in blocks for m in block], state, None
 
     def merge(self, state: Nodes, params: Tensor, inbox: Inbox, mixing: Mixing, prepared: None
               ) -> tuple[Tensor, Nodes]:
