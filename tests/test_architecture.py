@@ -12,7 +12,7 @@ SRC = Path(__file__).parent.parent / "src"
 # lowest first; a module belongs to the first layer whose prefix it has (package prefixes end with ".")
 LAYERS = [
     ("base", ("jwins.errors", "jwins.registry", "jwins.config", "jwins.rng", "jwins.flat", "jwins.parallel",
-              "jwins.timer", "jwins.rules")),
+              "jwins.timer", "jwins.rules", "jwins.jit")),
     ("wire", ("jwins.wire",)),
     ("parts", ("jwins.sharing", "jwins.engine", "jwins.training", "jwins.models", "jwins.data", "jwins.topology",
                "jwins.transforms", "jwins.dwt")),

@@ -251,3 +251,28 @@ def test_identity_round_trip(d: int, n: int, seed: int) -> None:
     assert z.shape == x.shape and torch.equal(z, x)
     assert torch.equal(t.inverse(z, d), x)
 
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    """Where numba cannot keep a cache (it refuses cache=True when the function is defined), jit.kernel
+    compiles without one instead of failing the import, and the kernel computes the same."""
+    import numba
+
+    from jwins import jit
+
+    real = numba.njit
+    calls = []
+
+    def refusing(*args, **kwargs):
+        calls.append(kwargs.get("cache", False))
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", refusing)
+
+    def twice(a):
+        return 2 * a
+
+    f = jit.kernel(twice)
+    assert calls == [True, False] and f(21) == 42

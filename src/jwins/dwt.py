@@ -20,14 +20,15 @@ i = F/2 - 1 + k (the "valid" upsampling convolution of a and then d into a zeroe
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pywt
+
+from .jit import kernel
 
 _F0 = np.float32(0.0)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _dwt_level(x, x_off, n, lo, hi, ca, ca_off, cd, cd_off):  # pragma: no cover - compiled
     """One level over every row b: ca[b, ca_off + o], cd[b, cd_off + o] from x[b, x_off : x_off + n]; n >= F."""
     F = len(lo)
@@ -83,7 +84,7 @@ def _dwt_level(x, x_off, n, lo, hi, ca, ca_off, cd, cd_off):  # pragma: no cover
             o += 1
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _idwt_level(za, a_off, zd, d_off, n, rlo, rhi, out, out_off, limit):  # pragma: no cover - compiled
     """One inverse level over every row b: from a = za[b, a_off:][:n] and d = zd[b, d_off:][:n],
     out[b, out_off + o] for o < min(2n - F + 2, limit)."""

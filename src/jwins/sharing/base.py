@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
 from .. import parallel
+from ..jit import kernel
 from ..wire.message import Message
 
 Inbox = dict[int, list[Message]]  # receiver's global id -> decoded messages of its in-neighbours, by sender
@@ -199,7 +199,7 @@ def _scatter_weighted(y: Tensor, z: Tensor | None, pairs: list[list[tuple[float,
 COMPILED_SCATTER = True  # False: the accelerator path (index_add_) on the CPU too (the tests run both)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _scatter_kernel(y, z, minus_own, at, vals, w):  # pragma: no cover - compiled
     """y[at[e]] += w * (vals[e] - z[at[e]]) (or w * vals[e]) for every e: a float32 difference, a float32
     product and a float32 sum, as index_add_ computes them. False, writing nothing, if an index is outside y."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -30,6 +29,7 @@ from ..transforms import Transform, identity
 from .. import rules
 from ..wire.message import Message
 from .. import parallel
+from ..jit import kernel
 from .base import Inbox, Mixing, fill_in, to_numpy, weighted_inbox
 
 
@@ -130,7 +130,7 @@ def _select_row(z: np.ndarray, ref: np.ndarray, acc: np.ndarray, mode: int, k: i
     return idx
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _score_row(z, ref, acc, mode, score):  # pragma: no cover - compiled
     """score = |W x| (_VALUE), |W x - W x_prev| (_CHANGE) or |(W x - W x_prev) + A|; False at a NaN."""
     for i in range(z.shape[0]):
@@ -146,7 +146,7 @@ def _score_row(z, ref, acc, mode, score):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _largest(score, t, k):  # pragma: no cover - compiled
     """The sorted indices of the k largest scores, given the k-th largest t: all above t, then the ties at t
     from the lowest index until k are taken. When every score >= t is taken (no tie beyond k, the usual case)
@@ -178,7 +178,7 @@ def _largest(score, t, k):  # pragma: no cover - compiled
     return idx[:k]
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _zero_sent(z, ref, acc, add_change, idx):  # pragma: no cover - compiled
     """A = (W x - W x_prev) + A first where ``add_change``; then A = 0 where sent."""
     if add_change:
@@ -188,7 +188,7 @@ def _zero_sent(z, ref, acc, add_change, idx):  # pragma: no cover - compiled
         acc[idx[j]] = 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _carry(z_new, ref, acc, update):  # pragma: no cover - compiled
     """merge's last step, one pass: A = (W x_new - W x_prev) + A where ``update``, then W x_prev = W x_new."""
     for b in range(z_new.shape[0]):

@@ -23,10 +23,10 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
 
-import numba
 import numpy as np
 
 from jwins.errors import WireError
+from jwins.jit import kernel
 from jwins.wire import bits
 
 
@@ -73,7 +73,7 @@ def _elias_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, byte
 COMPILED_ELIAS = True  # False: the numpy encoder (the tests compare the two byte for byte)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _elias_compiled(indices):  # pragma: no cover - compiled
     """The elias-gamma section of sorted unique indices: stream 1 holds code i's b_i zeros and its one
     (b_i = floor(log2(gap_i))), stream 2 the b_i bits of each gap below its leading one, both MSB first and
