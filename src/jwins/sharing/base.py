@@ -150,14 +150,18 @@ def _scatter_weighted(y: Tensor, z: Tensor | None, pairs: list[list[tuple[float,
     if not y.is_contiguous():
         raise ValueError("the rows to add into must be contiguous")
     d = y.shape[1]
+
+    def add_dense(r: int, w: float, m: Message) -> None:
+        v = _as_tensor(m.values, y)
+        y[r].add_(v if z is None else v - z[r], alpha=w)
+
     if y.device.type == "cpu" and COMPILED_SCATTER:
         ys = y.numpy()
         zs = ys if z is None else z.numpy()
         for r, row in enumerate(pairs):
             for w, m in row:
                 if m.indices is None:
-                    v = _as_tensor(m.values, y)
-                    y[r].add_(v if z is None else v - z[r], alpha=w)
+                    add_dense(r, w, m)
                     continue
                 idx = np.asarray(m.indices, dtype=np.int64)
                 if not _scatter_kernel(ys[r], zs[r], z is not None, idx,
@@ -173,8 +177,7 @@ def _scatter_weighted(y: Tensor, z: Tensor | None, pairs: list[list[tuple[float,
                 continue
             w, m = row[k]
             if m.indices is None:
-                v = _as_tensor(m.values, y)
-                y[r].add_(v if z is None else v - z[r], alpha=w)
+                add_dense(r, w, m)
                 continue
             idx.append(np.asarray(m.indices, dtype=np.int64))
             rows.append(r)

@@ -83,19 +83,10 @@ def top_k_indices(scores: Tensor, ks: np.ndarray) -> list[np.ndarray]:
     """The sorted indices of :func:`top_k_mask`'s True entries, row by row: on the CPU (scores without NaN)
     the k-th largest by numpy's introselect and one compiled pass per row, elsewhere from the mask."""
     ks = np.asarray(ks, dtype=np.int64)
-    d = scores.shape[1]
     if COMPILED_SELECTION and scores.device.type == "cpu" and scores.dtype == torch.float32:
         s = scores.detach().contiguous().numpy()
         if not np.isnan(s).any():
-            out = []
-            for row, k in zip(s, ks):
-                if k >= d:
-                    out.append(np.arange(d, dtype=np.int64))
-                elif k <= 0:
-                    out.append(np.empty(0, dtype=np.int64))
-                else:
-                    out.append(_largest(row, np.partition(row, d - k)[d - k], int(k)))
-            return out
+            return [_top_k_row(row, int(k)) for row, k in zip(s, ks)]
     mask = top_k_mask(scores, ks).cpu().numpy()
     return [np.flatnonzero(row) for row in mask]
 
@@ -116,18 +107,23 @@ def _select_row(z: np.ndarray, ref: np.ndarray, acc: np.ndarray, mode: int, k: i
     k largest (ties to the lower index), and the accumulated change ``acc`` zeroed there (in mode
     ``_A_PLUS_CHANGE`` first set to A + (W x - W x_prev)). The same float32 operations in the same order as the
     tensor path, so the same bits. Returns None, having written nothing, if a score is NaN (the tensor path
-    then decides). The k-th largest score is numpy's introselect (numba's partition is ~10x slower)."""
-    d = z.shape[0]
+    then decides)."""
     if not _score_row(z, ref, acc, mode, score):
         return None
-    if k >= d:
-        idx = np.arange(d, dtype=np.int64)
-    elif k <= 0:
-        idx = np.empty(0, dtype=np.int64)
-    else:
-        idx = _largest(score, np.partition(score, d - k)[d - k], k)
+    idx = _top_k_row(score, k)
     _zero_sent(z, ref, acc, mode == _A_PLUS_CHANGE, idx)
     return idx
+
+
+def _top_k_row(score: np.ndarray, k: int) -> np.ndarray:
+    """The sorted indices of the k largest of one row of scores without NaN (ties to the lower index): the k-th
+    largest by numpy's introselect (numba's partition is ~10x slower), then one compiled pass."""
+    d = score.shape[0]
+    if k >= d:
+        return np.arange(d, dtype=np.int64)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    return _largest(score, np.partition(score, d - k)[d - k], k)
 
 
 @kernel
