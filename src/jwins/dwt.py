@@ -29,12 +29,12 @@ _F0 = np.float32(0.0)
 
 
 @kernel
-def _dwt_level(x, x_off, n, lo, hi, ca, ca_off, cd, cd_off):  # pragma: no cover - compiled
-    """One level over every row b: ca[b, ca_off + o], cd[b, cd_off + o] from x[b, x_off : x_off + n]; n >= F."""
+def _dwt_level(x, n, lo, hi, ca, cd, cd_off):  # pragma: no cover - compiled
+    """One level over every row b: ca[b, o], cd[b, cd_off + o] from x[b, :n]; n >= F."""
     F = len(lo)
     for b in range(x.shape[0]):
-        xr = x[b, x_off:x_off + n]
-        a = ca[b, ca_off:]
+        xr = x[b, :n]
+        a = ca[b]
         d = cd[b, cd_off:]
         o = 0
         i = 1
@@ -85,16 +85,16 @@ def _dwt_level(x, x_off, n, lo, hi, ca, ca_off, cd, cd_off):  # pragma: no cover
 
 
 @kernel
-def _idwt_level(za, a_off, zd, d_off, n, rlo, rhi, out, out_off, limit):  # pragma: no cover - compiled
-    """One inverse level over every row b: from a = za[b, a_off:][:n] and d = zd[b, d_off:][:n],
-    out[b, out_off + o] for o < min(2n - F + 2, limit)."""
+def _idwt_level(za, zd, d_off, n, rlo, rhi, out, limit):  # pragma: no cover - compiled
+    """One inverse level over every row b: from a = za[b, :n] and d = zd[b, d_off:d_off + n], out[b, o] for
+    o < min(2n - F + 2, limit)."""
     F = len(rlo)
     h = F // 2
     pairs = min(n - (h - 1), limit // 2)  # output pairs (2k, 2k + 1) written whole
     for b in range(za.shape[0]):
-        a = za[b, a_off:a_off + n]
+        a = za[b, :n]
         d = zd[b, d_off:d_off + n]
-        y = out[b, out_off:]
+        y = out[b]
         for k in range(pairs):  # the taps unroll (F is a constant of the tuple's type)
             i = k + h - 1
             ea = _F0
@@ -180,15 +180,11 @@ class Kernels:
         # detail of level l sits after the coarsest approximation and the details of levels L .. l + 1
         starts = np.cumsum([0, ns[-1], *reversed(ns[1:])])
         tmp = [np.empty((b, ns[1]), np.float32), np.empty((b, ns[1]), np.float32)] if self.level > 1 else []
-        cur, off = x, 0
+        cur = x
         for l in range(1, self.level + 1):
-            d_off = int(starts[self.level - l + 1])
-            if l == self.level:
-                ca, ca_off = out, 0
-            else:
-                ca, ca_off = tmp[l % 2], 0
-            _dwt_level(cur, off, ns[l - 1], self.lo, self.hi, ca, ca_off, out, d_off)
-            cur, off = ca, ca_off
+            ca = out if l == self.level else tmp[l % 2]  # the coarsest approximation goes first in ``out``
+            _dwt_level(cur, ns[l - 1], self.lo, self.hi, ca, out, int(starts[self.level - l + 1]))
+            cur = ca
 
     def inverse(self, z: np.ndarray, d: int, out: np.ndarray) -> None:
         """``out`` [B, d] = waverec of each row's concatenated coefficients ``z`` [B, D'], truncated to d."""
@@ -201,10 +197,10 @@ class Kernels:
         for k, m in enumerate(details):
             n = min(a_len, m)  # waverec drops the approximation's last value when it is one longer
             if k == len(details) - 1:
-                _idwt_level(a_src, 0, z, d_off, n, self.rlo, self.rhi, out, 0, d)
+                _idwt_level(a_src, z, d_off, n, self.rlo, self.rhi, out, d)
             else:
                 full = 2 * n - self.f + 2
                 nxt = buffers[k % 2]
-                _idwt_level(a_src, 0, z, d_off, n, self.rlo, self.rhi, nxt, 0, full)
+                _idwt_level(a_src, z, d_off, n, self.rlo, self.rhi, nxt, full)
                 a_src, a_len = nxt, full
             d_off += m
