@@ -1,7 +1,8 @@
 """The index codecs of the jwins wire format: how a sparse message's sorted indices become its index section.
 
 The bit layouts are documented byte by byte in ``docs/wire-format.md``. Everything here is vectorised with
-numpy: no Python loop runs per index, on either side. Each codec is one :class:`IndexCodec` record
+numpy (no Python loop runs per index, on either side), except elias-gamma, whose encoder and decoder also run
+compiled (:data:`COMPILED_ELIAS`; the same bytes and indices, the decoder's errors still the numpy decoder's). Each codec is one :class:`IndexCodec` record
 (:data:`ELIAS_GAMMA`, :data:`RICE`, :data:`BITMAP`, :data:`AUTO`, :data:`SEED`, :data:`DENSE`), registered
 under its name in :data:`jwins.registry.INDEX_CODECS`; :mod:`jwins.wire.format` looks them up there, by name
 when encoding and by wire id when decoding.
@@ -70,9 +71,6 @@ def _elias_encode(indices: np.ndarray, dim: int, extra: dict) -> tuple[int, byte
     return ELIAS_GAMMA_ID, _elias_encode_gaps(gaps, bits.floor_log2(gaps)), 0
 
 
-COMPILED_ELIAS = True  # False: the numpy encoder (the tests compare the two byte for byte)
-
-
 @kernel
 def _elias_compiled(indices):  # pragma: no cover - compiled
     """The elias-gamma section of sorted unique indices: stream 1 holds code i's b_i zeros and its one
@@ -126,6 +124,12 @@ def _elias_compiled(indices):  # pragma: no cover - compiled
 def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
     if param != 0:
         raise WireError(f"elias-gamma index codec takes no parameter, header says {param}")
+    if COMPILED_ELIAS and 0 < k <= 8 * len(section) and max(dim, 1).bit_length() <= _FAST_MAX_BITS:
+        indices = np.empty(k, dtype=np.int64)
+        if _elias_decode_compiled(bits.as_u8(section), dim, indices):
+            return indices
+        # anything unexpected: the numpy decoder below raises its error (or, were the fast path too strict,
+        # decodes it)
     size = len(section)
     if k == 0:
         if size:
@@ -155,6 +159,83 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
     gaps = bits.gather_fields(s2, offsets, b)
     gaps |= np.left_shift(1, b)
     return bits.finish_gaps(gaps, dim, "elias-gamma")
+
+
+_FAST_MAX_BITS = 40  # dims up to 2**40: gaps, their sum and the bit register stay far inside int64
+_CLZ8 = np.array([8] + [7 - int(v).bit_length() + 1 for v in range(1, 256)], dtype=np.int64)
+"""Leading zero bits of a byte (8 for 0)."""
+
+
+@kernel
+def _elias_decode_compiled(u8, dim, out):  # pragma: no cover - compiled
+    """Decode ``out.shape[0] = k >= 1`` elias-gamma codes of ``u8`` into ``out`` (the indices); True when the
+    section is well formed, by every check of the numpy decoder, and False at the first thing that is not
+    (the caller then runs the numpy decoder, which names it). Stream 1 is read a byte at a time, each one
+    found by a table of leading zeros; stream 2 through a register filled a byte at a time."""
+    k = out.shape[0]
+    size = u8.shape[0]
+    max_b = 0
+    while (2 << max_b) <= max(dim, 1):
+        max_b += 1  # floor(log2(max(dim, 1)))
+    s1_max = min(size, (8 * size + k + 8) // 16 + 1, (k * (max_b + 1) + 7) // 8)
+    widths = out  # the widths first, replaced by the indices in the second pass
+    count = 0
+    run = 0  # zeros of the current code so far
+    low_bits = 0
+    nbytes = 0
+    for p in range(s1_max):
+        v = np.int64(u8[p])
+        if v == 0:
+            run += 8
+            if run > max_b:
+                return False
+            continue
+        used = 0  # bits of this byte consumed, from the most significant
+        while v != 0:
+            lz = _CLZ8[v]
+            b = run + lz - used
+            if b > max_b:
+                return False
+            widths[count] = b
+            low_bits += b
+            count += 1
+            run = 0
+            used = lz + 1
+            v &= 0xFF >> used
+            if count == k:
+                break
+        if count == k:
+            if v != 0:
+                return False  # padding after the last code
+            nbytes = p + 1
+            break
+        run += 8 - used
+        if run > max_b:
+            return False
+    if count < k:
+        return False
+    if size != nbytes + ((low_bits + 7) >> 3):
+        return False
+    acc = 0
+    filled = 0
+    p = nbytes
+    index = -1
+    for i in range(k):
+        b = widths[i]
+        while filled < b:
+            acc = (acc << 8) | np.int64(u8[p])
+            p += 1
+            filled += 8
+        filled -= b
+        index += (acc >> filled) | (1 << b)  # the gap: its leading one, then its b low bits
+        if index >= dim:
+            return False  # (checked at every step, the sum cannot wrap)
+        acc &= (1 << filled) - 1
+        out[i] = index
+    return acc == 0  # the padding at the end of stream 2
+
+
+COMPILED_ELIAS = True  # False: the numpy encoder and decoder (the tests compare them byte for byte)
 
 
 def _elias_size_of(indices: np.ndarray, dim: int) -> int:
