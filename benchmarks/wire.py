@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from jwins.parallel import reuse_freed_memory
-from jwins.wire import Message, decode, decode_many, encode, encode_many, layout
+from jwins.wire import Message, decode, decode_many, encode, encode_many, index_codecs, layout
 from jwins.wire.fpzip_helpers import HELPERS
 
 DIM = 89_834
@@ -108,13 +108,16 @@ def timing_table(title: str, dim: int, sets: list[np.ndarray]) -> None:
         for i in range(MESSAGES)
     ]
     print(f"\n{title}: {MESSAGES} messages encode+decode (indices + float32 values), median of {REPEATS}, ms")
-    print(f"  {'codec':<12} {'encode':>8} {'decode':>8} {'total':>8} {'(best)':>8}")
-    for codec in INDEX_CODECS:
+    print(f"  {'codec':<20} {'encode':>8} {'decode':>8} {'total':>8} {'(best)':>8}")
+    for codec, compiled in [(c, True) for c in INDEX_CODECS] + [("elias-gamma", False)]:
+        index_codecs.COMPILED_ELIAS = compiled  # the last row: elias-gamma's numpy encoder and decoder
         payloads = [encode(m, index_codec=codec) for m in messages]
         enc = _median_ms(lambda: [encode(m, index_codec=codec) for m in messages])
         dec = _median_ms(lambda: [decode(p, dim=dim) for p in payloads])
         both = _times_ms(lambda: [decode(encode(m, index_codec=codec), dim=dim) for m in messages])
-        print(f"  {codec:<12} {enc:>8.1f} {dec:>8.1f} {statistics.median(both):>8.1f} {min(both):>8.1f}")
+        name = codec if compiled else f"{codec} (numpy)"
+        print(f"  {name:<20} {enc:>8.1f} {dec:>8.1f} {statistics.median(both):>8.1f} {min(both):>8.1f}")
+    index_codecs.COMPILED_ELIAS = True
 
 
 def fpzip_table(dim: int, k: int) -> None:
