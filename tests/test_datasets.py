@@ -106,6 +106,7 @@ def write_idx(d: Path, gz: bool, n_train=12, n_test=5, seed=0):
     return data
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. torch's "non-writable array" (pixels read from bytes)
 @pytest.mark.parametrize("gz", [True, False])
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_idx_loads(tmp_path, gz, name):

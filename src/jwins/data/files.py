@@ -227,7 +227,10 @@ def _images_to_tensor(x: np.ndarray, scale: float, normalization: Normalization)
     memory)."""
     if np.asarray(x).dtype == np.uint8:
         mean, std = normalization
-        return Images(torch.from_numpy(np.ascontiguousarray(x)), scale, mean, std)
+        pixels = np.ascontiguousarray(x)
+        if not pixels.flags.writeable:  # e.g. read straight from a file's bytes: torch wants its own
+            pixels = pixels.copy()
+        return Images(torch.from_numpy(pixels), scale, mean, std)
     arr = np.ascontiguousarray(x, dtype=np.float32)
     if not arr.flags.writeable:
         arr = arr.copy()
