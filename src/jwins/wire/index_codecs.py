@@ -162,7 +162,7 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
 
 
 _FAST_MAX_BITS = 40  # dims up to 2**40: gaps, their sum and the bit register stay far inside int64
-_CLZ8 = np.array([8] + [7 - int(v).bit_length() + 1 for v in range(1, 256)], dtype=np.int64)
+_CLZ8 = np.array([8 - v.bit_length() for v in range(256)], dtype=np.int64)
 """Leading zero bits of a byte (8 for 0)."""
 
 
