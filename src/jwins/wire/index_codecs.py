@@ -2,10 +2,10 @@
 
 The bit layouts are documented byte by byte in ``docs/wire-format.md``. Everything here is vectorised with
 numpy (no Python loop runs per index, on either side), except elias-gamma, whose encoder and decoder also run
-compiled (:data:`COMPILED_ELIAS`; the same bytes and indices, the decoder's errors still the numpy decoder's). Each codec is one :class:`IndexCodec` record
-(:data:`ELIAS_GAMMA`, :data:`RICE`, :data:`BITMAP`, :data:`AUTO`, :data:`SEED`, :data:`DENSE`), registered
-under its name in :data:`jwins.registry.INDEX_CODECS`; :mod:`jwins.wire.format` looks them up there, by name
-when encoding and by wire id when decoding.
+compiled (:data:`COMPILED_ELIAS`; the same bytes and indices, the decoder's errors still the numpy decoder's).
+Each codec is one :class:`IndexCodec` record (:data:`ELIAS_GAMMA`, :data:`RICE`, :data:`BITMAP`,
+:data:`AUTO`, :data:`SEED`, :data:`DENSE`), registered under its name in :data:`jwins.registry.INDEX_CODECS`;
+:mod:`jwins.wire.format` looks them up there, by name when encoding and by wire id when decoding.
 
 The callables of a record::
 
@@ -121,15 +121,18 @@ def _elias_compiled(indices):  # pragma: no cover - compiled
     return out
 
 
+def _elias_bounds(size: int, dim: int, k: int) -> tuple[int, int]:
+    """(max_b, s1_max) of a section of ``size`` bytes holding k codes for ``dim``: a gap never exceeds dim, so
+    its bits below the leading one are at most max_b; stream 1 has ceil((k+B)/8) bytes and stream 2 ceil(B/8),
+    so stream 1 has at most (8*size+k+8)//16+1, and each of its k codes at most max_b + 1 bits (this also
+    bounds the work on a forged section)."""
+    max_b = max(dim, 1).bit_length() - 1
+    return max_b, min(size, (8 * size + k + 8) // 16 + 1, (k * (max_b + 1) + 7) // 8)
+
+
 def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np.ndarray:
     if param != 0:
         raise WireError(f"elias-gamma index codec takes no parameter, header says {param}")
-    if COMPILED_ELIAS and 0 < k <= 8 * len(section) and max(dim, 1).bit_length() <= _FAST_MAX_BITS:
-        indices = np.empty(k, dtype=np.int64)
-        if _elias_decode_compiled(bits.as_u8(section), dim, indices):
-            return indices
-        # anything unexpected: the numpy decoder below raises its error (or, were the fast path too strict,
-        # decodes it)
     size = len(section)
     if k == 0:
         if size:
@@ -137,10 +140,13 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
         return np.zeros(0, dtype=np.int64)
     if k > 8 * size:
         raise WireError(f"elias-gamma index stream ends early: {size} bytes cannot hold k={k} codes")
-    max_b = max(dim, 1).bit_length() - 1  # a gap never exceeds dim, so b <= max_b
-    # stream 1 has ceil((k+B)/8) bytes and stream 2 ceil(B/8), so stream 1 has at most (8*size+k+8)//16+1;
-    # and each of its k codes has at most max_b + 1 bits (this also bounds the work on a forged section)
-    s1_max = min(size, (8 * size + k + 8) // 16 + 1, (k * (max_b + 1) + 7) // 8)
+    max_b, s1_max = _elias_bounds(size, dim, k)
+    if COMPILED_ELIAS and max_b < _FAST_MAX_BITS:
+        indices = np.empty(k, dtype=np.int64)
+        if _elias_decode_compiled(bits.as_u8(section), dim, max_b, s1_max, indices):
+            return indices
+        # anything unexpected: the numpy decoder below raises its error (or, were the fast path too strict,
+        # decodes it)
     cb, s1_bytes = bits.unary_decode(section, k, s1_max, "elias-gamma")
     low_bits = int(cb[-1])
     need = s1_bytes + ((low_bits + 7) >> 3)
@@ -161,23 +167,21 @@ def _elias_decode(section: Any, dim: int, k: int, param: int, extra: dict) -> np
     return bits.finish_gaps(gaps, dim, "elias-gamma")
 
 
-_FAST_MAX_BITS = 40  # dims up to 2**40: gaps, their sum and the bit register stay far inside int64
+_FAST_MAX_BITS = 40  # dims under 2**40: gaps, their sum and the bit register stay far inside int64
 _CLZ8 = np.array([8 - v.bit_length() for v in range(256)], dtype=np.int64)
 """Leading zero bits of a byte (8 for 0)."""
 
 
 @kernel
-def _elias_decode_compiled(u8, dim, out):  # pragma: no cover - compiled
-    """Decode ``out.shape[0] = k >= 1`` elias-gamma codes of ``u8`` into ``out`` (the indices); True when the
-    section is well formed, by every check of the numpy decoder, and False at the first thing that is not
-    (the caller then runs the numpy decoder, which names it). Stream 1 is read a byte at a time, each one
-    found by a table of leading zeros; stream 2 through a register filled a byte at a time."""
+def _elias_decode_compiled(u8, dim, max_b, s1_max, out):  # pragma: no cover - compiled
+    """Decode ``out.shape[0] = k >= 1`` elias-gamma codes of ``u8`` into ``out`` (the indices), with the numpy
+    decoder's bounds (``max_b``: the widest gap's bits below its leading one; ``s1_max``: the bytes stream 1
+    may take); True when the section is well formed, by every check of the numpy decoder, and False at the
+    first thing that is not (the caller then runs the numpy decoder, which names it). Stream 1 is read a byte
+    at a time, each one found by a table of leading zeros; stream 2 through a register filled a byte at a
+    time."""
     k = out.shape[0]
     size = u8.shape[0]
-    max_b = 0
-    while (2 << max_b) <= max(dim, 1):
-        max_b += 1  # floor(log2(max(dim, 1)))
-    s1_max = min(size, (8 * size + k + 8) // 16 + 1, (k * (max_b + 1) + 7) // 8)
     widths = out  # the widths first, replaced by the indices in the second pass
     count = 0
     run = 0  # zeros of the current code so far
@@ -185,11 +189,6 @@ def _elias_decode_compiled(u8, dim, out):  # pragma: no cover - compiled
     nbytes = 0
     for p in range(s1_max):
         v = np.int64(u8[p])
-        if v == 0:
-            run += 8
-            if run > max_b:
-                return False
-            continue
         used = 0  # bits of this byte consumed, from the most significant
         while v != 0:
             lz = _CLZ8[v]
