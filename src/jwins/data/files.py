@@ -225,19 +225,16 @@ def _images_to_tensor(x: np.ndarray, scale: float, normalization: Normalization)
     """uint8 / float array [n, C, H, W] -> float32 tensor, divided by ``scale`` and normalised per channel; uint8
     pixels stay uint8 (:class:`Images`, normalised as they are read: the same numbers at a quarter of the
     memory)."""
-    if np.asarray(x).dtype == np.uint8:
-        mean, std = normalization
-        pixels = np.ascontiguousarray(x)
-        if not pixels.flags.writeable:  # e.g. read straight from a file's bytes: torch wants its own
-            pixels = pixels.copy()
-        return Images(torch.from_numpy(pixels), scale, mean, std)
-    arr = np.ascontiguousarray(x, dtype=np.float32)
-    if not arr.flags.writeable:
+    pixels = np.asarray(x).dtype == np.uint8
+    arr = np.ascontiguousarray(x, dtype=None if pixels else np.float32)
+    if not arr.flags.writeable:  # e.g. read straight from a file's bytes: torch wants its own
         arr = arr.copy()
+    mean, std = normalization
+    if pixels:
+        return Images(torch.from_numpy(arr), scale, mean, std)
     t = torch.from_numpy(arr)
     if scale != 1.0:
         t.mul_(1.0 / scale)
-    mean, std = normalization
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return t.sub_(m).div_(s)
